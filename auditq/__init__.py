@@ -1,0 +1,10 @@
+"""auditq: audit events off the request path, into Supabase, with nothing lost.
+
+Start at ``auditq.client.AuditClient`` (where an event enters), then ``auditq.queue`` (the
+Redis stream), ``worker`` (the drain) and ``auditq.stores`` (where it lands).
+"""
+
+from auditq.client import AuditClient, AuditUnavailable, LogResult
+from auditq.events import AuditEvent, EventError
+
+__all__ = ["AuditClient", "AuditEvent", "AuditUnavailable", "EventError", "LogResult"]

@@ -1,0 +1,208 @@
+"""``AuditClient``: where an audit event enters auditq.
+
+``log()`` validates the event, then:
+- ``normal``: adds it to the Redis stream through the enqueue script (sub-millisecond);
+  when the stream is at its bound, the overflow policy decides (drop, block, direct);
+- ``critical``: writes it straight to the store with a timeout; if that fails it is queued
+  instead (``deferred``), past the bound if need be. A critical event is never dropped:
+  if neither the store nor Redis takes it, ``log()`` raises ``AuditUnavailable``.
+When Redis is unreachable, every call returns within ``AUDITQ_REDIS_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+
+from auditq.config import Settings, load_settings
+from auditq.events import AuditEvent, build_event, encode
+from auditq.keys import Keys
+from auditq.queue import Queue, connect
+from auditq.stats import Stats
+from auditq.stores import Store, StoreError, open_store
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["queued", "written", "deferred", "dropped"]
+_BLOCK_POLL = 0.01  # seconds between retries while waiting for room (overflow=block)
+_REDIS_RETRY_AFTER = 1.0  # seconds counters stay in memory after a Redis failure
+
+
+class AuditUnavailable(RuntimeError):
+    """A critical event could be neither written nor queued; the caller must know."""
+
+
+@dataclass(frozen=True)
+class LogResult:
+    id: str
+    outcome: Outcome
+    reason: str | None = None  # why it was dropped or deferred
+
+
+class AuditClient:
+    def __init__(self, settings: Settings, redis_client: redis.Redis | None = None, store=None):
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.redis = redis_client or connect(settings.redis_url, timeout=settings.redis_timeout)
+        self.queue = Queue(self.redis, self.keys, settings.max_queue)
+        self.stats = Stats(self.redis, self.keys)
+        self._store: Store | None = store
+        self._store_lock = threading.Lock()
+        # Counts that could not reach Redis while it was down; added on the next success.
+        self._unsent: Counter[str] = Counter()
+        self._redis_failed_at = float("-inf")
+
+    @classmethod
+    def from_env(cls) -> AuditClient:
+        return cls(load_settings())
+
+    # --- public API ------------------------------------------------------------------------
+
+    def log(self, action: str, **fields: Any) -> LogResult:
+        return self.log_many([{"action": action, **fields}])[0]
+
+    def log_many(self, events: Iterable[dict[str, Any] | AuditEvent]) -> list[LogResult]:
+        """Validate all, then enqueue the normal ones in one round trip.
+
+        Raises EventError (naming the field) before anything is sent if any event is invalid.
+        """
+        built = [e if isinstance(e, AuditEvent) else build_event(e) for e in events]
+        payloads = [encode(e, self.settings.max_event_bytes) for e in built]
+        results: list[LogResult | None] = [None] * len(built)
+        normal = [i for i, e in enumerate(built) if e.category == "normal"]
+        critical = [i for i, e in enumerate(built) if e.category == "critical"]
+        for i, result in zip(
+            normal, self._enqueue_normal([payloads[i] for i in normal]), strict=True
+        ):
+            results[i] = LogResult(str(built[i].id), *result)
+        if critical:
+            for i, result in zip(
+                critical,
+                self._log_critical([built[i] for i in critical], [payloads[i] for i in critical]),
+                strict=True,
+            ):
+                results[i] = LogResult(str(built[i].id), *result)
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.redis.close()
+        if self._store is not None:
+            self._store.close()
+
+    # --- normal events --------------------------------------------------------------------
+
+    def _enqueue_normal(self, payloads: list[str]) -> list[tuple[Outcome, str | None]]:
+        if not payloads:
+            return []
+        policy = self.settings.overflow
+        try:
+            ids = self.queue.enqueue(
+                [("normal", p) for p in payloads], on_full="drop" if policy == "drop" else "reject"
+            )
+            if policy == "block":
+                ids = self._wait_for_room(payloads, ids)
+        except redis.RedisError as error:
+            self._redis_failed_at = time.monotonic()
+            log.warning(
+                "redis unavailable, %d normal events dropped: %s",
+                len(payloads),
+                type(error).__name__,
+            )
+            self._count({"dropped_redis_unavailable": len(payloads)})
+            return [("dropped", "redis_unavailable")] * len(payloads)
+        self._flush_unsent()
+        full = [i for i, entry_id in enumerate(ids) if entry_id is None]
+        outcomes: list[tuple[Outcome, str | None]] = [("queued", None)] * len(payloads)
+        if not full:
+            return outcomes
+        if policy == "direct":
+            written = self._write_direct(
+                [AuditEvent.model_validate_json(payloads[i]) for i in full]
+            )
+            for i in full:
+                outcomes[i] = ("written", None) if written else ("dropped", "direct_failed")
+            if not written:
+                self._count({"dropped_direct_failed": len(full)})
+        else:
+            for i in full:
+                outcomes[i] = ("dropped", "queue_full")
+            if policy == "block":  # the script counted drops itself for policy=drop
+                self._count({"dropped_queue_full": len(full)})
+        return outcomes
+
+    def _wait_for_room(self, payloads: list[str], ids: list[str | None]) -> list[str | None]:
+        deadline = time.monotonic() + self.settings.block_timeout
+        while None in ids and time.monotonic() < deadline:
+            time.sleep(_BLOCK_POLL)
+            waiting = [i for i, entry_id in enumerate(ids) if entry_id is None]
+            retried = self.queue.enqueue(
+                [("normal", payloads[i]) for i in waiting], on_full="reject"
+            )
+            for i, entry_id in zip(waiting, retried, strict=True):
+                ids[i] = entry_id
+        return ids
+
+    # --- critical events ------------------------------------------------------------------
+
+    def _log_critical(
+        self, events: list[AuditEvent], payloads: list[str]
+    ) -> list[tuple[Outcome, str | None]]:
+        if self._write_direct(events):
+            return [("written", None)] * len(events)
+        try:
+            self.queue.enqueue([("critical", p) for p in payloads])
+        except redis.RedisError as error:
+            self._redis_failed_at = time.monotonic()
+            raise AuditUnavailable(
+                f"{len(events)} critical event(s) could be neither written to the store nor queued"
+            ) from error
+        self._count({"deferred": len(events)})
+        return [("deferred", "store_unavailable")] * len(events)
+
+    def _write_direct(self, events: list[AuditEvent]) -> bool:
+        store = self._get_store()
+        if store is None:
+            return False
+        try:
+            store.insert_events(events, ingest_path="direct")
+        except StoreError as error:
+            log.warning("direct write of %d events failed: %s", len(events), error)
+            self._count({"direct_failed": len(events)})
+            return False
+        self._count({"direct_written": len(events)})
+        return True
+
+    def _get_store(self) -> Store | None:
+        with self._store_lock:
+            if self._store is None:
+                self._store = open_store(self.settings, timeout=self.settings.direct_timeout)
+            return self._store
+
+    # --- counters -------------------------------------------------------------------------
+
+    def _count(self, counts: dict[str, int]) -> None:
+        """Count in Redis; if Redis is down, remember and add it on the next success.
+
+        Right after a Redis failure counts go straight to memory, so a call never pays
+        the Redis timeout twice.
+        """
+        if time.monotonic() - self._redis_failed_at < _REDIS_RETRY_AFTER:
+            self._unsent.update(counts)
+            return
+        try:
+            self.stats.incr(counts)
+        except redis.RedisError:
+            self._redis_failed_at = time.monotonic()
+            self._unsent.update(counts)
+
+    def _flush_unsent(self) -> None:
+        if self._unsent:
+            unsent, self._unsent = self._unsent, Counter()
+            self._count(dict(unsent))

@@ -1,0 +1,167 @@
+"""Every setting auditq reads, declared once, read from the environment (12-factor).
+
+Other modules never touch ``os.environ``: they take a ``Settings`` (usually from
+``load_settings()``), so tests can build one directly with keyword arguments.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import model_validator as _model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """Bad configuration. The message names the variable and never echoes its value."""
+
+
+def _env(name: str, **kwargs):
+    # Fields are named for the code (settings.max_queue); the alias is the env var.
+    return Field(validation_alias=AliasChoices(name, name.lower()), **kwargs)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        populate_by_name=True, extra="ignore", case_sensitive=False, frozen=True
+    )
+
+    # --- connections -------------------------------------------------------------------
+    redis_url: str = _env("REDIS_URL", default="redis://localhost:6379/0")
+    supabase_url: str | None = _env("SUPABASE_URL", default=None)
+    supabase_service_role_key: SecretStr | None = _env("SUPABASE_SERVICE_ROLE_KEY", default=None)
+    database_url: SecretStr | None = _env("DATABASE_URL", default=None)
+    store: Literal["auto", "supabase", "postgres"] = _env(
+        "AUDITQ_STORE", default="auto", description="auto: supabase if SUPABASE_URL, else postgres"
+    )
+
+    # --- queue and producers -----------------------------------------------------------
+    prefix: str = _env("AUDITQ_PREFIX", default="audit", min_length=1, max_length=64)
+    # ~0.5 KB per queued event: 100,000 is 50-60 MB of Redis memory.
+    max_queue: int = _env("AUDITQ_MAX_QUEUE", default=100_000, gt=0)
+    overflow: Literal["drop", "block", "direct"] = _env("AUDITQ_OVERFLOW", default="drop")
+    block_timeout: float = _env("AUDITQ_BLOCK_TIMEOUT", default=1.0, ge=0, le=60)
+    redis_timeout: float = _env("AUDITQ_REDIS_TIMEOUT", default=0.1, gt=0, le=30)
+    direct_timeout: float = _env("AUDITQ_DIRECT_TIMEOUT", default=2.0, gt=0, le=60)
+    max_event_bytes: int = _env("AUDITQ_MAX_EVENT_BYTES", default=65_536, ge=1024, le=1_048_576)
+
+    # --- worker --------------------------------------------------------------------------
+    batch_min: int = _env("AUDITQ_BATCH_MIN", default=50, gt=0)
+    batch_start: int = _env("AUDITQ_BATCH_START", default=500, gt=0)
+    batch_max: int = _env("AUDITQ_BATCH_MAX", default=5_000, gt=0)
+    batch_max_bytes: int = _env("AUDITQ_BATCH_MAX_BYTES", default=4_194_304, gt=0)
+    batch_target_ms: int = _env("AUDITQ_BATCH_TARGET_MS", default=500, gt=0)
+    drain_interval: float = _env("AUDITQ_DRAIN_INTERVAL", default=0.5, gt=0)
+    drain_budget: float = _env("AUDITQ_DRAIN_BUDGET", default=10.0, gt=0)
+    claim_timeout: float = _env("AUDITQ_CLAIM_TIMEOUT", default=60.0, gt=0)
+    max_deliveries: int = _env("AUDITQ_MAX_DELIVERIES", default=5, gt=0)
+    retry_base: float = _env("AUDITQ_RETRY_BASE", default=0.5, gt=0)
+    retry_max: float = _env("AUDITQ_RETRY_MAX", default=30.0, gt=0)
+    heartbeat_interval: float = _env("AUDITQ_HEARTBEAT_INTERVAL", default=5.0, gt=0)
+    heartbeat_ttl: float = _env("AUDITQ_HEARTBEAT_TTL", default=30.0, gt=0)
+    shutdown_grace: float = _env("AUDITQ_SHUTDOWN_GRACE", default=25.0, gt=0)
+
+    # --- dashboard -------------------------------------------------------------------------
+    port: int = _env("PORT", default=5000, gt=0, lt=65536)
+    secret_key: SecretStr | None = _env("SECRET_KEY", default=None)
+    dashboard_password: SecretStr | None = _env("DASHBOARD_PASSWORD", default=None)
+    dashboard_viewer_password: SecretStr | None = _env("DASHBOARD_VIEWER_PASSWORD", default=None)
+    metrics_token: SecretStr | None = _env("METRICS_TOKEN", default=None)
+    ingest_token: SecretStr | None = _env("INGEST_TOKEN", default=None)
+    api_token: SecretStr | None = _env("API_TOKEN", default=None)
+    refresh_seconds: float = _env("AUDITQ_REFRESH_SECONDS", default=2.0, ge=0.5)
+    url_prefix: str = _env("AUDITQ_URL_PREFIX", default="")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("supabase_url")
+    @classmethod
+    def _supabase_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s):// URL")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if urlsplit(value.get_secret_value()).scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgres:// or postgresql:// URL")
+        return value
+
+    @field_validator("url_prefix")
+    @classmethod
+    def _url_prefix(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @_model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.supabase_url and not self.supabase_service_role_key:
+            raise ValueError("SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not")
+        if self.supabase_service_role_key and not self.supabase_url:
+            raise ValueError("SUPABASE_SERVICE_ROLE_KEY is set but SUPABASE_URL is not")
+        if self.store == "supabase" and not self.supabase_url:
+            raise ValueError("AUDITQ_STORE=supabase needs SUPABASE_URL")
+        if self.store == "postgres" and not self.database_url:
+            raise ValueError("AUDITQ_STORE=postgres needs DATABASE_URL")
+        if not self.batch_min <= self.batch_start <= self.batch_max:
+            raise ValueError("AUDITQ_BATCH_MIN <= AUDITQ_BATCH_START <= AUDITQ_BATCH_MAX must hold")
+        return self
+
+    @cached_property
+    def store_kind(self) -> Literal["supabase", "postgres"] | None:
+        """Which store events go to, or None when nothing is configured."""
+        if self.store != "auto":
+            return self.store
+        if self.supabase_url:
+            return "supabase"
+        if self.database_url:
+            return "postgres"
+        return None
+
+
+def _describe(error: ValidationError) -> str:
+    # Built from locations and messages only: pydantic's own str() includes the input
+    # value, which for a key or a URL with a password would leak a secret.
+    lines = []
+    for err in error.errors(include_input=False, include_url=False):
+        field = err["loc"][0] if err["loc"] else None
+        name = _ENV_NAMES.get(field, str(field)) if field else "configuration"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}" if field else message)
+    return "invalid configuration: " + "; ".join(lines)
+
+
+_ENV_NAMES = {
+    name: field.validation_alias.choices[0]  # type: ignore[union-attr]
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides) -> Settings:
+    """Read the environment; raise ConfigError with one clear line on bad input."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def env_name(field: str) -> str:
+    """The environment variable behind a Settings field (for docs and the settings page)."""
+    return _ENV_NAMES[field]

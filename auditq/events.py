@@ -1,0 +1,141 @@
+"""The audit event (wire format v1): validation, encoding, and decoding of stream entries.
+
+Producers build events with ``AuditEvent``; the worker decodes every stream entry again
+with ``decode_entry`` because producers in other languages write to the stream directly
+and are never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from uuid6 import uuid7
+
+# Namespace for ids derived from stream entry ids (events that came without an id):
+# the same entry always maps to the same UUID, so a redelivery cannot make a second row.
+ENTRY_ID_NAMESPACE = uuid.UUID("6f1c3d2e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
+
+Category = Literal["normal", "critical"]
+Outcome = Literal["success", "failure", "denied"]
+_Short = Field(default=None, max_length=256)
+
+
+class EventError(ValueError):
+    """An event that cannot be accepted; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class AuditEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: uuid.UUID = Field(default_factory=uuid7)
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    action: str = Field(min_length=1, max_length=256)
+    category: Category = "normal"
+    actor_type: str | None = _Short
+    actor_id: str | None = _Short
+    target_type: str | None = _Short
+    target_id: str | None = _Short
+    tenant_id: str | None = _Short
+    outcome: Outcome | None = None
+    ip: IPv4Address | IPv6Address | None = None
+    user_agent: str | None = Field(default=None, max_length=1024)
+    request_id: str | None = _Short
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        # A naive timestamp is ambiguous in a forensic record; producers must say UTC.
+        if value.tzinfo is None:
+            raise ValueError("must include a timezone offset (RFC 3339)")
+        return value.astimezone(UTC)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _object(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
+        return value
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+def _field_error(error: ValidationError) -> EventError:
+    first = error.errors(include_input=False, include_url=False)[0]
+    loc = first["loc"]
+    field = str(loc[0]) if loc else "event"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    return EventError(field, message)
+
+
+def build_event(data: dict[str, Any]) -> AuditEvent:
+    """Validate a dict into an event, raising EventError that names the bad field."""
+    if not isinstance(data, dict):
+        raise EventError("event", "must be a JSON object")
+    try:
+        return AuditEvent.model_validate(data)
+    except ValidationError as error:
+        raise _field_error(error) from None
+
+
+def encode(event: AuditEvent, max_bytes: int) -> str:
+    """The stream payload; refuses events over the size cap."""
+    payload = event.to_json()
+    size = len(payload.encode())
+    if size > max_bytes:
+        raise EventError("event", f"is {size} bytes, over the {max_bytes}-byte limit")
+    return payload
+
+
+def entry_time(entry_id: str) -> datetime:
+    """A stream entry id starts with its Redis server time in milliseconds."""
+    return datetime.fromtimestamp(int(entry_id.split("-", 1)[0]) / 1000, UTC)
+
+
+def decode_entry(
+    entry_id: str, fields: dict[bytes | str, bytes | str], max_bytes: int
+) -> AuditEvent:
+    """Turn one stream entry into an event, filling the id and time it may lack.
+
+    Raises EventError for anything a producer got wrong (no ``event`` field, bad JSON,
+    oversized, invalid fields); the worker dead-letters those with the message.
+    """
+    raw = fields.get(b"event", fields.get("event"))
+    if raw is None:
+        raise EventError("event", "stream entry has no 'event' field")
+    if len(raw) > max_bytes:
+        raise EventError("event", f"is {len(raw)} bytes, over the {max_bytes}-byte limit")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise EventError("event", f"is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise EventError("event", "must be a JSON object")
+    data.setdefault("id", str(uuid.uuid5(ENTRY_ID_NAMESPACE, entry_id)))
+    data.setdefault("occurred_at", entry_time(entry_id))
+    return build_event(data)
+
+
+def to_row(event: AuditEvent, ingest_path: Literal["queue", "direct"]) -> dict[str, Any]:
+    """The ``audit_logs`` row for an event (JSON-ready values)."""
+    row = event.model_dump(mode="json")
+    row["ingest_path"] = ingest_path
+    return row
+
+
+ROW_COLUMNS = (*AuditEvent.model_fields, "ingest_path")

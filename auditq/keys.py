@@ -1,0 +1,45 @@
+"""Every Redis key auditq uses, derived from one prefix.
+
+A prefix with a hash tag (``{audit}``) puts all of them in one Redis Cluster slot, which
+the enqueue script needs (it touches the stream and the counters atomically).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GROUP = "auditq"  # the consumer group every worker joins
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "audit"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
+
+    @property
+    def counters(self) -> str:
+        """Hash of running totals (enqueued, dropped_queue_full, ...)."""
+        return f"{self.prefix}:counters"
+
+    def minute(self, epoch_minute: int) -> str:
+        """Hash of the same counters for one minute (the dashboard's charts, alert rates)."""
+        return f"{self.prefix}:stats:{epoch_minute}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set: worker id -> time of its last heartbeat."""
+        return f"{self.prefix}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        """Hash with one worker's heartbeat details; expires when the worker stops beating."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}:lock:{name}"

@@ -1,0 +1,180 @@
+"""The queue: one Redis stream of events, read by a consumer group, plus a dead-letter stream.
+
+Producer side: ``enqueue`` runs ``lua/enqueue.lua`` (bounded, atomic, counted).
+Consumer side: the worker reads with XREADGROUP, acks and deletes only after the database
+commit, reclaims what dead workers held (XAUTOCLAIM) and dead-letters what cannot be stored.
+
+The wire format is public (README): one entry per event, one field ``event`` holding the
+event as a JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from auditq.keys import GROUP, Keys
+from auditq.stats import MINUTE_TTL, epoch_minute
+
+ENQUEUE_LUA = (Path(__file__).parent / "lua" / "enqueue.lua").read_text()
+
+
+def connect(url: str, timeout: float | None = None, **kwargs) -> redis.Redis:
+    """A Redis client with bounded waits and no silent retries.
+
+    ``rediss://`` on Heroku presents a self-signed certificate, so it is not verified
+    (the connection is still encrypted); a URL may override with ``ssl_cert_reqs``.
+    """
+    options = dict(kwargs)
+    if timeout is not None:
+        options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+        # redis-py retries failed commands by default; a producer with a latency bound
+        # must fail fast instead and let its caller decide.
+        options["retry"] = Retry(NoBackoff(), 0)
+    if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
+        options.setdefault("ssl_cert_reqs", None)
+    return redis.Redis.from_url(url, **options)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry as the worker sees it."""
+
+    id: str
+    fields: dict[bytes, bytes]
+    deliveries: int = 1
+
+
+class Queue:
+    def __init__(self, client: redis.Redis, keys: Keys, max_len: int):
+        self.redis = client
+        self.keys = keys
+        self.max_len = max_len
+        self._enqueue = client.register_script(ENQUEUE_LUA)
+
+    # --- producer side ------------------------------------------------------------------
+
+    def enqueue(
+        self, items: list[tuple[str, str]], on_full: Literal["drop", "reject"] = "drop"
+    ) -> list[str | None]:
+        """Add (category, event JSON) pairs; return entry ids, None where the queue was full."""
+        args: list[str | int] = [self.max_len, on_full, MINUTE_TTL]
+        for category, payload in items:
+            args += [category, payload]
+        keys = [self.keys.stream, self.keys.counters, self.keys.minute(epoch_minute())]
+        results = self._enqueue(keys=keys, args=args)
+        return [r.decode() if isinstance(r, bytes) else None for r in results]
+
+    # --- what the dashboard and alerts read (each O(1) or O(log n)) -----------------------
+
+    def length(self) -> int:
+        return self.redis.xlen(self.keys.stream)
+
+    def oldest_age(self, now: float | None = None) -> float:
+        """Seconds since the oldest event still in the stream was added (0 when empty).
+
+        Entries are deleted once stored, so the first entry is the oldest unprocessed one.
+        """
+        first = self.redis.xrange(self.keys.stream, count=1)
+        if not first:
+            return 0.0
+        added_ms = int(first[0][0].split(b"-", 1)[0])
+        return max(0.0, (now if now is not None else time.time()) - added_ms / 1000)
+
+    def dead_length(self) -> int:
+        return self.redis.xlen(self.keys.dead)
+
+    # --- consumer side ------------------------------------------------------------------
+
+    def ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def read(self, consumer: str, count: int, block_ms: int | None = None) -> list[Entry]:
+        """New entries for this consumer (they become pending until acked)."""
+        reply = self.redis.xreadgroup(
+            GROUP, consumer, {self.keys.stream: ">"}, count=count, block=block_ms
+        )
+        if not reply:
+            return []
+        return [Entry(_id(eid), fields) for eid, fields in reply[0][1] if fields]
+
+    def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+        """Take over entries another consumer has held too long; with their delivery counts."""
+        _cursor, claimed, *_ = self.redis.xautoclaim(
+            self.keys.stream, GROUP, consumer, min_idle_time=min_idle_ms, count=count
+        )
+        claimed = [(_id(eid), fields) for eid, fields in claimed if fields]
+        if not claimed:
+            return []
+        counts = self.delivery_counts(consumer, [eid for eid, _ in claimed])
+        return [Entry(eid, fields, counts.get(eid, 1)) for eid, fields in claimed]
+
+    def delivery_counts(self, consumer: str, ids: list[str]) -> dict[str, int]:
+        if not ids:
+            return {}
+        pending = self.redis.xpending_range(
+            self.keys.stream,
+            GROUP,
+            min=min(ids, key=_order),
+            max=max(ids, key=_order),
+            count=len(ids) * 2,
+            consumername=consumer,
+        )
+        return {_id(p["message_id"]): p["times_delivered"] for p in pending}
+
+    def ack(self, ids: list[str], pipe: redis.client.Pipeline | None = None) -> None:
+        """Done with these entries: ack and delete them together (after the commit)."""
+        if not ids:
+            return
+        target = pipe if pipe is not None else self.redis.pipeline(transaction=True)
+        target.xack(self.keys.stream, GROUP, *ids)
+        target.xdel(self.keys.stream, *ids)
+        if pipe is None:
+            target.execute()
+
+    def dead_letter(self, entries: list[tuple[Entry, str]]) -> None:
+        """Move entries to the dead-letter stream with their reasons, then ack them."""
+        if not entries:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        for entry, reason in entries:
+            pipe.xadd(self.keys.dead, _dead_fields(entry, reason))
+        self.ack([entry.id for entry, _ in entries], pipe)
+        pipe.execute()
+
+
+def _dead_fields(entry: Entry, reason: str) -> dict[str, str | bytes | int]:
+    event = entry.fields.get(b"event")
+    if event is None:  # keep whatever the producer sent, readable, for inspection
+        event = json.dumps({_text(k): _text(v) for k, v in entry.fields.items()})
+    return {
+        "event": event,
+        "reason": reason[:2000],
+        "entry_id": entry.id,
+        "deliveries": entry.deliveries,
+        "dead_at": int(time.time() * 1000),
+    }
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode(errors="replace")
+
+
+def _id(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    ms, seq = entry_id.split("-", 1)
+    return int(ms), int(seq)

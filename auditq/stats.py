@@ -1,0 +1,96 @@
+"""Counters in Redis: running totals plus one hash per minute, kept for a little over 24 h.
+
+Producers, the enqueue script and workers all count here; the dashboard, /metrics and the
+alert engine read it. Every read is bounded: totals are one HGETALL, a series is one
+pipelined HGETALL per minute asked for (at most 1,440).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+import redis
+
+from auditq.keys import Keys
+
+MINUTE_TTL = 25 * 3600
+MAX_MINUTES = 24 * 60
+
+
+def epoch_minute(now: float | None = None) -> int:
+    return int((time.time() if now is None else now) // 60)
+
+
+class Stats:
+    def __init__(self, client: redis.Redis, keys: Keys):
+        self.redis = client
+        self.keys = keys
+
+    def incr(self, counts: Mapping[str, int | float], pipe: redis.client.Pipeline | None = None):
+        """Add to the totals and to this minute. Pass ``pipe`` to ride on another round trip."""
+        target = pipe if pipe is not None else self.redis.pipeline(transaction=False)
+        minute = self.keys.minute(epoch_minute())
+        for field, amount in counts.items():
+            if not amount:
+                continue
+            if isinstance(amount, float):
+                target.hincrbyfloat(self.keys.counters, field, amount)
+                target.hincrbyfloat(minute, field, amount)
+            else:
+                target.hincrby(self.keys.counters, field, amount)
+                target.hincrby(minute, field, amount)
+        target.expire(minute, MINUTE_TTL)
+        if pipe is None:
+            target.execute()
+
+    def totals(self) -> dict[str, float]:
+        return _numbers(self.redis.hgetall(self.keys.counters))
+
+    def series(self, minutes: int, now: float | None = None) -> list[tuple[int, dict[str, float]]]:
+        """The last ``minutes`` whole minutes, oldest first, as (epoch_minute, counters)."""
+        minutes = max(1, min(minutes, MAX_MINUTES))
+        last = epoch_minute(now)
+        span: Iterable[int] = range(last - minutes + 1, last + 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for minute in span:
+            pipe.hgetall(self.keys.minute(minute))
+        return [(m, _numbers(raw)) for m, raw in zip(span, pipe.execute(), strict=True)]
+
+
+def _numbers(raw: Mapping[bytes, bytes]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        number = float(value)
+        out[key.decode() if isinstance(key, bytes) else key] = (
+            int(number) if number.is_integer() else number
+        )
+    return out
+
+
+# Batch latency is counted in a fixed histogram (one field per bucket, per minute), so a
+# p95 over any window is a sum of a few hash fields, not a scan of samples.
+LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+
+
+def latency_field(ms: float) -> str:
+    """The histogram field a batch latency falls in: ``lat_le_<bound>`` or ``lat_le_inf``."""
+    for bound in LATENCY_BUCKETS_MS:
+        if ms <= bound:
+            return f"lat_le_{bound}"
+    return "lat_le_inf"
+
+
+def latency_percentile(counters: Mapping[str, float], q: float = 0.95) -> float | None:
+    """Upper bound (ms) of the bucket holding the q-th latency, None without samples."""
+    bounds = [*LATENCY_BUCKETS_MS, float("inf")]
+    counts = [counters.get(latency_field(b if b != float("inf") else 1e12), 0) for b in bounds]
+    total = sum(counts)
+    if not total:
+        return None
+    seen = 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        seen += count
+        if seen >= q * total:
+            return bound
+    return bounds[-1]

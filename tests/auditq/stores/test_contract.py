@@ -1,0 +1,125 @@
+"""One contract, both stores: the same tests run against postgres (psycopg) and supabase
+(supabase-py through real PostgREST)."""
+
+import psycopg
+import pytest
+
+from auditq.events import build_event
+from auditq.stores import DataRejected, StoreUnavailable
+from auditq.stores.postgres import PostgresStore
+from auditq.stores.supabase import SupabaseStore
+
+
+@pytest.fixture(params=["postgres", "supabase"])
+def store(request, pg_dsn, postgrest, clean_db):
+    if request.param == "postgres":
+        opened = PostgresStore(pg_dsn, timeout=5)
+    else:
+        opened = SupabaseStore(postgrest.url, postgrest.service_key, timeout=5)
+    yield opened
+    opened.close()
+
+
+def count_rows(pg_dsn, events):
+    with psycopg.connect(pg_dsn) as conn:
+        return conn.execute(
+            "select count(*), count(distinct id) from public.audit_logs where id = any(%s)",
+            ([e.id for e in events],),
+        ).fetchone()
+
+
+def sample(n, **extra):
+    return [
+        build_event(
+            {
+                "action": "user.role_change",
+                "actor_id": f"u_{i}",
+                "ip": "192.0.2.7",
+                "metadata": {"i": i, "nested": {"a": [1, 2]}},
+                **extra,
+            }
+        )
+        for i in range(n)
+    ]
+
+
+def test_the_same_batch_twice_gives_each_row_once(store, pg_dsn):
+    batch = sample(250)
+    assert store.insert_events(batch) == 250
+    assert store.insert_events(batch) == 0
+    assert count_rows(pg_dsn, batch) == (250, 250)
+
+
+def test_a_partly_new_batch_counts_only_the_new_rows(store, pg_dsn):
+    batch = sample(10)
+    store.insert_events(batch[:4])
+    assert store.insert_events(batch) == 6
+
+
+def test_rows_keep_every_field_and_take_received_at_from_the_database(store, pg_dsn):
+    (event,) = sample(1, tenant_id="t1", outcome="denied", category="critical")
+    store.insert_events([event], ingest_path="direct")
+    with psycopg.connect(pg_dsn) as conn:
+        row = conn.execute(
+            "select action, actor_id, host(ip), metadata, tenant_id, outcome, category,"
+            " ingest_path, received_at is not null, occurred_at from public.audit_logs"
+            " where id = %s",
+            (event.id,),
+        ).fetchone()
+    assert row == (
+        "user.role_change",
+        "u_0",
+        "192.0.2.7",
+        {"i": 0, "nested": {"a": [1, 2]}},
+        "t1",
+        "denied",
+        "critical",
+        "direct",
+        True,
+        event.occurred_at,
+    )
+
+
+def test_a_batch_with_one_invalid_row_raises_a_data_error(store, pg_dsn):
+    batch = sample(5)
+    # Passes the Python model, refused by the database: PostgreSQL text cannot hold NUL.
+    batch[2] = build_event({"action": "bad\u0000row"})
+    with pytest.raises(DataRejected):
+        store.insert_events(batch)
+    assert count_rows(pg_dsn, batch)[0] == 0
+
+
+def test_unreachable_store_raises_a_transient_error(pg_dsn):
+    dead = "postgresql://postgres@127.0.0.1:1/postgres"
+    with pytest.raises(StoreUnavailable):
+        PostgresStore(dead, timeout=1).insert_events(sample(1))
+    with pytest.raises(StoreUnavailable):
+        SupabaseStore("http://127.0.0.1:1", "key", timeout=1).insert_events(sample(1))
+
+
+def test_a_closed_connection_raises_a_transient_error_then_recovers(pg_dsn, clean_db):
+    store = PostgresStore(pg_dsn, timeout=5)
+    store.insert_events(sample(1))
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity"
+            " where application_name = 'auditq' and pid <> pg_backend_pid()"
+        )
+    with pytest.raises(StoreUnavailable):
+        store.insert_events(sample(1))
+    assert store.insert_events(sample(3)) == 3
+
+
+def test_postgrest_down_raises_a_transient_error(postgrest, clean_db):
+    store = SupabaseStore(postgrest.url, postgrest.service_key, timeout=2)
+    postgrest.server.stop()
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.insert_events(sample(1))
+    finally:
+        postgrest.server.start()
+    assert store.insert_events(sample(1)) == 1
+
+
+def test_ping(store):
+    store.ping()

@@ -1,0 +1,93 @@
+"""The enqueue script and the queue's read side, against a real Redis."""
+
+import json
+
+from auditq.keys import Keys
+from auditq.queue import ENQUEUE_LUA, Queue, connect
+from auditq.stats import Stats
+
+
+def make_queue(redis_url, max_len=1000):
+    return Queue(connect(redis_url), Keys("audit"), max_len)
+
+
+def test_enqueue_adds_one_entry_per_event_with_an_event_field(redis_url):
+    queue = make_queue(redis_url)
+    ids = queue.enqueue([("normal", json.dumps({"action": "a"})), ("critical", '{"action":"b"}')])
+    assert all(ids)
+    entries = queue.redis.xrange("audit:events")
+    assert [json.loads(fields[b"event"])["action"] for _, fields in entries] == ["a", "b"]
+    assert Stats(queue.redis, queue.keys).totals() == {"enqueued": 2, "enqueued_critical": 1}
+
+
+def test_the_bound_drops_normal_events_and_counts_them(redis_url):
+    queue = make_queue(redis_url, max_len=3)
+    ids = queue.enqueue([("normal", '{"action":"a"}')] * 5)
+    assert [bool(i) for i in ids] == [True, True, True, False, False]
+    assert queue.length() == 3
+    totals = Stats(queue.redis, queue.keys).totals()
+    assert totals["dropped_queue_full"] == 2
+
+
+def test_reject_mode_reports_full_without_counting_a_drop(redis_url):
+    queue = make_queue(redis_url, max_len=1)
+    assert queue.enqueue([("normal", "{}"), ("normal", "{}")], on_full="reject")[1] is None
+    assert "dropped_queue_full" not in Stats(queue.redis, queue.keys).totals()
+
+
+def test_critical_events_pass_the_bound(redis_url):
+    queue = make_queue(redis_url, max_len=1)
+    ids = queue.enqueue([("normal", "{}"), ("critical", "{}"), ("critical", "{}")])
+    assert all(ids)
+    assert queue.length() == 3
+
+
+def test_a_prefix_with_a_hash_tag_keeps_every_key_in_one_slot():
+    keys = Keys("{audit}")
+    names = [keys.stream, keys.dead, keys.counters, keys.minute(1), keys.workers, keys.worker("w")]
+    assert all(name.startswith("{audit}:") for name in names)
+
+
+def test_the_script_is_shipped_as_a_file_other_languages_can_load(redis_url):
+    client = connect(redis_url)
+    sha = client.script_load(ENQUEUE_LUA)
+    keys = ["audit:events", "audit:counters", "audit:stats:1"]
+    reply = client.evalsha(sha, 3, *keys, 10, "drop", 60, "normal", '{"action":"from.node"}')
+    assert len(reply) == 1 and reply[0]
+    assert client.xlen("audit:events") == 1
+
+
+def test_consumer_side_reads_acks_and_deletes(redis_url):
+    queue = make_queue(redis_url)
+    queue.ensure_group()
+    queue.ensure_group()  # idempotent
+    queue.enqueue([("normal", '{"action":"a"}')] * 3)
+    entries = queue.read("w1", count=10)
+    assert len(entries) == 3
+    assert queue.oldest_age() >= 0
+    queue.ack([e.id for e in entries[:2]])
+    assert queue.length() == 1
+
+
+def test_reclaim_hands_idle_entries_over_with_delivery_counts(redis_url):
+    queue = make_queue(redis_url)
+    queue.ensure_group()
+    queue.enqueue([("normal", '{"action":"a"}')] * 2)
+    held = queue.read("dead-worker", count=10)
+    taken = queue.reclaim("live-worker", min_idle_ms=0, count=10)
+    assert [e.id for e in taken] == [e.id for e in held]
+    assert all(e.deliveries == 2 for e in taken)
+
+
+def test_dead_letter_moves_the_entry_with_its_reason(redis_url):
+    queue = make_queue(redis_url)
+    queue.ensure_group()
+    queue.enqueue([("normal", "{bad json")])
+    (entry,) = queue.read("w1", count=10)
+    queue.dead_letter([(entry, "event: is not valid JSON")])
+    assert queue.length() == 0
+    (_, fields), *_ = queue.redis.xrange("audit:dead")
+    assert fields[b"event"] == b"{bad json"
+    assert fields[b"reason"] == b"event: is not valid JSON"
+    assert fields[b"entry_id"].decode() == entry.id
+    assert queue.dead_length() == 1
