@@ -1,4 +1,4 @@
-"""``python -m auditq <command>``: migrate (the release phase) and dev (the embedded default)."""
+"""``python -m auditq <command>``: migrate (the release phase), dev (the embedded default), demo."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from auditq import demo, dev
 from auditq.config import ConfigError, load_settings
 
 
@@ -30,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply supabase/migrations to DATABASE_URL").set_defaults(
         run=_migrate
     )
+    dev_parser = commands.add_parser(
+        "dev", help="run everything locally: Redis, Postgres, web, worker (nothing to configure)"
+    )
+    dev.add_arguments(dev_parser)
+    dev_parser.set_defaults(run=dev.main)
+    demo_parser = commands.add_parser("demo", help="send demo audit traffic through REDIS_URL")
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(run=demo.main)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     heartbeat_interval: float = _env("AUDITQ_HEARTBEAT_INTERVAL", default=5.0, gt=0)
     heartbeat_ttl: float = _env("AUDITQ_HEARTBEAT_TTL", default=30.0, gt=0)
     shutdown_grace: float = _env("AUDITQ_SHUTDOWN_GRACE", default=25.0, gt=0)
+    # Bounds one insert attempt of the worker. Keep it under claim_timeout (or another worker
+    # takes over a batch that is still being written) and under shutdown_grace (or SIGTERM
+    # cannot wait for the attempt in flight).
+    store_timeout: float = _env("AUDITQ_STORE_TIMEOUT", default=15.0, gt=0, le=300)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _env(
+        "AUDITQ_LOG_LEVEL", default="INFO"
+    )
 
     # --- dashboard -------------------------------------------------------------------------
     port: int = _env("PORT", default=5000, gt=0, lt=65536)
@@ -74,6 +81,18 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = _env("API_TOKEN", default=None)
     refresh_seconds: float = _env("AUDITQ_REFRESH_SECONDS", default=2.0, ge=0.5)
     url_prefix: str = _env("AUDITQ_URL_PREFIX", default="")
+
+    # --- alerts ----------------------------------------------------------------------------
+    # Every web and worker process runs the evaluator; a Redis lease (AUDITQ_ALERT_LEASE
+    # seconds, renewed each run) lets exactly one of them evaluate at a time.
+    alert_interval: float = _env("AUDITQ_ALERT_INTERVAL", default=5.0, gt=0, le=300)
+    alert_lease: float = _env("AUDITQ_ALERT_LEASE", default=30.0, gt=0, le=3600)
+    alerts_in_web: bool = _env("AUDITQ_ALERTS_IN_WEB", default=True)
+    alert_http_timeout: float = _env("AUDITQ_ALERT_HTTP_TIMEOUT", default=10.0, gt=0, le=120)
+    alert_max_attempts: int = _env("AUDITQ_ALERT_MAX_ATTEMPTS", default=12, ge=1, le=100)
+    alert_retry_max: float = _env("AUDITQ_ALERT_RETRY_MAX", default=300.0, gt=0, le=86_400)
+    # Base URL of the dashboard, for links in notifications (optional).
+    public_url: str | None = _env("AUDITQ_PUBLIC_URL", default=None)
 
     @field_validator("redis_url")
     @classmethod

@@ -8,9 +8,10 @@ and are never trusted.
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from datetime import UTC, datetime
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import ip_address
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -47,7 +48,7 @@ class AuditEvent(BaseModel):
     target_id: str | None = _Short
     tenant_id: str | None = _Short
     outcome: Outcome | None = None
-    ip: IPv4Address | IPv6Address | None = None
+    ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=1024)
     request_id: str | None = _Short
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -59,6 +60,24 @@ class AuditEvent(BaseModel):
         if value.tzinfo is None:
             raise ValueError("must include a timezone offset (RFC 3339)")
         return value.astimezone(UTC)
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        # The worker validates every event again, so this is on the hot path: inet_pton is
+        # C and ~20x faster than ipaddress, which remains the judge for what it refuses
+        # (an IPv6 zone id, say). Postgres' inet stores the canonical form.
+        if value is None:
+            return None
+        family = socket.AF_INET6 if ":" in value else socket.AF_INET
+        try:
+            socket.inet_pton(family, value)
+        except OSError:
+            try:
+                ip_address(value)
+            except ValueError:
+                raise ValueError("must be an IPv4 or IPv6 address") from None
+        return value
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -126,8 +145,10 @@ def decode_entry(
         raise EventError("event", f"is not valid JSON ({error})") from None
     if not isinstance(data, dict):
         raise EventError("event", "must be a JSON object")
-    data.setdefault("id", str(uuid.uuid5(ENTRY_ID_NAMESPACE, entry_id)))
-    data.setdefault("occurred_at", entry_time(entry_id))
+    if "id" not in data:
+        data["id"] = uuid.uuid5(ENTRY_ID_NAMESPACE, entry_id)
+    if "occurred_at" not in data:
+        data["occurred_at"] = entry_time(entry_id)
     return build_event(data)
 
 

@@ -110,11 +110,21 @@ class Queue:
         return [Entry(_id(eid), fields) for eid, fields in reply[0][1] if fields]
 
     def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
-        """Take over entries another consumer has held too long; with their delivery counts."""
-        _cursor, claimed, *_ = self.redis.xautoclaim(
-            self.keys.stream, GROUP, consumer, min_idle_time=min_idle_ms, count=count
-        )
-        claimed = [(_id(eid), fields) for eid, fields in claimed if fields]
+        """Take over entries another consumer has held too long; with their delivery counts.
+
+        One XAUTOCLAIM call scans only about 10 x count pending entries: the cursor is
+        followed to the end, or entries behind a live worker's long batch are never reached.
+        """
+        claimed: list[tuple[str, dict[bytes, bytes]]] = []
+        cursor: bytes | str = "0-0"
+        while len(claimed) < count:
+            cursor, batch, *_ = self.redis.xautoclaim(
+                self.keys.stream, GROUP, consumer, min_idle_time=min_idle_ms,
+                start_id=cursor, count=count - len(claimed),
+            )  # fmt: skip
+            claimed += [(_id(eid), fields) for eid, fields in batch if fields]
+            if _id(cursor) == "0-0":
+                break
         if not claimed:
             return []
         counts = self.delivery_counts(consumer, [eid for eid, _ in claimed])
@@ -143,15 +153,28 @@ class Queue:
         if pipe is None:
             target.execute()
 
-    def dead_letter(self, entries: list[tuple[Entry, str]]) -> None:
+    def renew(self, consumer: str, ids: list[str]) -> None:
+        """Reset the idle time of entries this consumer still holds (a lease renewal).
+
+        A worker retrying through a store outage calls this so that other workers do not
+        reclaim its batch; JUSTID leaves the delivery counts alone, so an outage never
+        pushes entries towards the dead-letter stream.
+        """
+        if ids:
+            self.redis.xclaim(self.keys.stream, GROUP, consumer, 0, ids, justid=True)
+
+    def dead_letter(
+        self, entries: list[tuple[Entry, str]], pipe: redis.client.Pipeline | None = None
+    ) -> None:
         """Move entries to the dead-letter stream with their reasons, then ack them."""
         if not entries:
             return
-        pipe = self.redis.pipeline(transaction=True)
+        target = pipe if pipe is not None else self.redis.pipeline(transaction=True)
         for entry, reason in entries:
-            pipe.xadd(self.keys.dead, _dead_fields(entry, reason))
-        self.ack([entry.id for entry, _ in entries], pipe)
-        pipe.execute()
+            target.xadd(self.keys.dead, _dead_fields(entry, reason))
+        self.ack([entry.id for entry, _ in entries], target)
+        if pipe is None:
+            target.execute()
 
 
 def _dead_fields(entry: Entry, reason: str) -> dict[str, str | bytes | int]:

@@ -24,7 +24,17 @@ from auditq.migrate import apply_migrations
 from tests.services import LocalSupabase
 
 # Emptied before each test that asks for clean_db; add new tables here.
-TABLES_TO_CLEAN = ("public.audit_logs",)
+TABLES_TO_CLEAN = (
+    "public.audit_logs",
+    # alerts (auditq/alerts): config, state, outbox and history
+    "public.alert_channels",
+    "public.alert_rules",
+    "public.alert_rule_state",
+    "public.alert_silences",
+    "public.alert_outbox",
+    "public.alert_history",
+    "public.alert_meta",
+)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,10 @@ Errors come out as one of two kinds, because the worker acts differently on each
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Literal, Protocol
+from uuid import UUID
 
 from auditq.config import Settings
 from auditq.events import AuditEvent
@@ -42,6 +45,73 @@ class Store(Protocol):
         """Raise StoreUnavailable unless the store answers."""
 
     def close(self) -> None: ...
+
+    def query_events(
+        self, filters: EventFilters, before: Cursor | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Rows matching ``filters``, newest first (occurred_at desc, id desc), at most
+        ``limit`` (capped at MAX_QUERY_LIMIT), strictly after ``before`` in that order.
+
+        Each row has QUERY_COLUMNS as keys: ``id`` a str, the times aware datetimes (UTC),
+        ``ip`` a str or None, ``metadata`` a dict. Filter values are always sent as
+        parameters/quoted values, never as query text.
+        """
+        ...
+
+
+# --- the explorer's read path (used by the dashboard) ------------------------------------
+
+# Columns the explorer reads, in display and export order.
+QUERY_COLUMNS = (
+    "id",
+    "occurred_at",
+    "received_at",
+    "action",
+    "category",
+    "outcome",
+    "actor_type",
+    "actor_id",
+    "target_type",
+    "target_id",
+    "tenant_id",
+    "ip",
+    "user_agent",
+    "request_id",
+    "ingest_path",
+    "metadata",
+)
+MAX_QUERY_LIMIT = 1000
+
+# A keyset position: the (occurred_at, id) of the last row already seen.
+Cursor = tuple[datetime, UUID]
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    """What the explorer filters on. Unset (None or "") fields do not filter.
+
+    ``since`` is inclusive and ``until`` exclusive; the rest are exact matches on the column
+    of the same name.
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    action: str | None = None
+    actor_type: str | None = None
+    actor_id: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    tenant_id: str | None = None
+    category: str | None = None
+    outcome: str | None = None
+
+    def equals(self) -> dict[str, str]:
+        """Column -> value for the exact-match filters that are set."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("since", "until") and getattr(self, f.name) not in (None, "")
+        }
 
 
 def open_store(settings: Settings, timeout: float | None = None) -> Store | None:

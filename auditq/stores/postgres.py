@@ -1,20 +1,34 @@
-"""The ``postgres`` store: psycopg 3 on DATABASE_URL, COPY into a temp table, then insert.
+"""The ``postgres`` store: psycopg 3 on DATABASE_URL, COPY straight into the table.
 
-COPY is the fastest way into Postgres, but COPY cannot skip duplicates; copying into a
-session temp table first and then ``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``
-keeps COPY's speed and makes a redelivered batch harmless.
+COPY is the fastest way into Postgres, but it cannot skip rows that already exist. Almost
+every batch is all new, so it is copied straight into ``audit_logs``; a batch that meets
+an id already stored (a redelivery after a crash, two workers racing on a reclaim) fails
+whole on the primary key, rolls back, and is sent again through a session temp table and
+``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``, which stores only the new rows.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
 
 import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from auditq.events import ROW_COLUMNS, AuditEvent
-from auditq.stores import DataRejected, IngestPath, StoreUnavailable
+from auditq.stores import (
+    MAX_QUERY_LIMIT,
+    QUERY_COLUMNS,
+    Cursor,
+    DataRejected,
+    EventFilters,
+    IngestPath,
+    StoreUnavailable,
+)
 
 _COLUMNS = ", ".join(ROW_COLUMNS)
 _STAGING = "auditq_incoming"
@@ -55,11 +69,6 @@ class PostgresStore:
                 options=f"-c statement_timeout={int(self._timeout * 1000)}",
                 application_name="auditq",
             )
-            self._conn.execute(
-                f"create temp table if not exists {_STAGING}"
-                " (like public.audit_logs including defaults) on commit delete rows"
-            )
-            self._conn.commit()
         return self._conn
 
     def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
@@ -68,18 +77,28 @@ class PostgresStore:
         with self._lock:
             try:
                 conn = self._connection()
-                with conn.transaction(), conn.cursor() as cur:
-                    with cur.copy(f"copy {_STAGING} ({_COLUMNS}) from stdin") as copy:
-                        for event in events:
-                            copy.write_row(_values(event, ingest_path))
-                    cur.execute(
-                        f"insert into public.audit_logs ({_COLUMNS})"
-                        f" select {_COLUMNS} from {_STAGING} on conflict (id) do nothing"
-                    )
-                    return cur.rowcount
+                try:
+                    with conn.transaction(), conn.cursor() as cur:
+                        _copy(cur, "public.audit_logs", events, ingest_path)
+                    return len(events)
+                except psycopg.errors.UniqueViolation:
+                    return self._insert_new(conn, events, ingest_path)
             except psycopg.Error as error:
                 self._discard_if_broken()
                 raise classify(error) from error
+
+    def _insert_new(self, conn: psycopg.Connection, events, ingest_path: IngestPath) -> int:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                f"create temp table if not exists {_STAGING}"
+                " (like public.audit_logs including defaults) on commit delete rows"
+            )
+            _copy(cur, _STAGING, events, ingest_path)
+            cur.execute(
+                f"insert into public.audit_logs ({_COLUMNS})"
+                f" select {_COLUMNS} from {_STAGING} on conflict (id) do nothing"
+            )
+            return cur.rowcount
 
     def ping(self) -> None:
         with self._lock:
@@ -90,6 +109,22 @@ class PostgresStore:
             except psycopg.Error as error:
                 self._discard_if_broken()
                 raise StoreUnavailable(f"postgres: {_first_line(error)}") from error
+
+    def query_events(
+        self, filters: EventFilters, before: Cursor | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The explorer's read: composed with psycopg.sql, every value a bound parameter."""
+        query, params = _select(filters, before, limit)
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn.cursor(row_factory=dict_row) as cur:
+                    rows = cur.execute(query, params).fetchall()
+                conn.rollback()  # read only; end the transaction psycopg opened
+            except psycopg.Error as error:
+                self._discard_if_broken()
+                raise classify(error) from error
+        return [_row(row) for row in rows]
 
     def _discard_if_broken(self) -> None:
         if self._conn is not None and self._conn.broken:
@@ -103,8 +138,52 @@ class PostgresStore:
                 self._conn = None
 
 
+def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> None:
+    with cur.copy(f"copy {table} ({_COLUMNS}) from stdin") as copy:
+        for event in events:
+            copy.write_row(_values(event, ingest_path))
+
+
 def _values(event: AuditEvent, ingest_path: IngestPath) -> tuple:
     # psycopg adapts uuid, datetime and ipaddress itself; only the JSON object needs a wrapper.
     values = [getattr(event, name) for name in AuditEvent.model_fields]
     values[_METADATA] = Jsonb(event.metadata)
     return (*values, ingest_path)
+
+
+def _select(
+    filters: EventFilters, before: Cursor | None, limit: int
+) -> tuple[sql.Composed, list[Any]]:
+    conditions: list[sql.Composable] = []
+    params: list[Any] = []
+    for column, value in filters.equals().items():
+        conditions.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+        params.append(value)
+    if filters.since is not None:
+        conditions.append(sql.SQL("occurred_at >= %s"))
+        params.append(filters.since)
+    if filters.until is not None:
+        conditions.append(sql.SQL("occurred_at < %s"))
+        params.append(filters.until)
+    if before is not None:
+        # A row comparison walks the (occurred_at desc, id desc) index from the cursor.
+        conditions.append(sql.SQL("(occurred_at, id) < (%s, %s)"))
+        params.extend(before)
+    where = sql.SQL(" where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL("")
+    query = sql.SQL(
+        "select {columns} from public.audit_logs{where} order by occurred_at desc, id desc limit %s"
+    ).format(
+        columns=sql.SQL(", ").join(sql.Identifier(c) for c in QUERY_COLUMNS),
+        where=where,
+    )
+    params.append(max(1, min(int(limit), MAX_QUERY_LIMIT)))
+    return query, params
+
+
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["id"] = str(row["id"])
+    out["ip"] = str(row["ip"]) if row["ip"] is not None else None
+    for name in ("occurred_at", "received_at"):
+        out[name] = row[name].astimezone(UTC)
+    return out

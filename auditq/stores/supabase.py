@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from postgrest import APIError, CountMethod, ReturnMethod
 from supabase import Client, ClientOptions, create_client
 
 from auditq.events import AuditEvent, to_row
-from auditq.stores import DataRejected, IngestPath, StoreUnavailable
+from auditq.stores import (
+    MAX_QUERY_LIMIT,
+    QUERY_COLUMNS,
+    Cursor,
+    DataRejected,
+    EventFilters,
+    IngestPath,
+    StoreUnavailable,
+)
 
 TABLE = "audit_logs"
 _DATA_CODE = re.compile(r"^(22|23)[0-9A-Z]{3}$|^400$")
@@ -41,7 +51,10 @@ class SupabaseStore:
         # The timeout lives on our own httpx client (supabase-py deprecates its timeout option).
         self._http = httpx.Client(timeout=timeout)
         options = ClientOptions(
-            httpx_client=self._http, auto_refresh_token=False, persist_session=False
+            httpx_client=self._http,
+            postgrest_client_retry=False,  # the worker retries with its own backoff
+            auto_refresh_token=False,
+            persist_session=False,
         )
         self.client: Client = create_client(url, service_role_key, options=options)
 
@@ -66,6 +79,34 @@ class SupabaseStore:
     def close(self) -> None:
         self._http.close()
 
+    def query_events(
+        self, filters: EventFilters, before: Cursor | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The explorer's read through the query builder.
+
+        Exact-match values go out as ``col=eq.<value>`` query parameters: PostgREST reads
+        everything after ``eq.`` as the value, and httpx percent-encodes it, so commas,
+        parentheses, dots and quotes in a value cannot change the filter. The keyset
+        condition is the only logic tree (``or=(...)``); its values are a timestamp and a
+        UUID this code formats itself, double-quoted as PostgREST's grammar requires.
+        """
+        query = self.client.table(TABLE).select(",".join(QUERY_COLUMNS))
+        for column, value in filters.equals().items():
+            query = query.eq(column, str(value))
+        if filters.since is not None:
+            query = query.gte("occurred_at", _timestamp(filters.since))
+        if filters.until is not None:
+            query = query.lt("occurred_at", _timestamp(filters.until))
+        if before is not None:
+            at, last_id = _timestamp(before[0]), str(before[1])
+            query = query.or_(f'occurred_at.lt."{at}",and(occurred_at.eq."{at}",id.lt."{last_id}")')
+        query = (
+            query.order("occurred_at", desc=True)
+            .order("id", desc=True)
+            .limit(max(1, min(int(limit), MAX_QUERY_LIMIT)))
+        )
+        return [_row(row) for row in _run(query).data]
+
 
 def _run(query):
     try:
@@ -75,3 +116,19 @@ def _run(query):
     except httpx.HTTPError as error:
         # Timeouts, refused connections, resets: the request never got an answer.
         raise StoreUnavailable(f"postgrest unreachable: {type(error).__name__}") from None
+
+
+def _timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and a ``Z`` (no ``+`` to survive a query string)."""
+    if value.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {column: row.get(column) for column in QUERY_COLUMNS}
+    for name in ("occurred_at", "received_at"):
+        out[name] = datetime.fromisoformat(row[name]).astimezone(UTC)
+    if out["metadata"] is None:
+        out["metadata"] = {}
+    return out

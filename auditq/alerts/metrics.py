@@ -1,0 +1,147 @@
+"""The values alert rules watch, read from Redis in one bounded round trip.
+
+Metric names are part of the API (rules store them). Each read is O(1) or O(log n):
+XLEN of the stream and the dead-letter stream, XRANGE COUNT 1 (the oldest queued entry),
+ZCOUNT and ZRANGE 0 0 on the workers sorted set, and HGETALL of two per-minute hashes.
+
+"Per minute" means the last 60 seconds up to ``now``, from the per-minute counter hashes
+(``Stats``): the whole current minute bucket (``floor(now / 60)``, which holds only the
+seconds already elapsed in it) plus the previous minute's bucket weighted by the share of
+it that falls inside the window, ``(60 - seconds elapsed in the current minute) / 60``
+(a sliding-window estimate that assumes the previous minute's events were spread evenly).
+Right after a minute boundary the value is mostly the previous minute; at 59 s it is
+almost all the current one; an event is counted for 60 s to 120 s, never for less.
+
+A value of ``None`` means "no data" (a rule's ``no_data`` setting decides what that means):
+``heartbeat_age_seconds`` without any registered worker, ``batch_latency_p95_ms`` without a
+batch in the window, and every metric when Redis cannot be read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+
+from auditq.keys import Keys
+from auditq.stats import LATENCY_BUCKETS_MS, _numbers, epoch_minute, latency_percentile
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str
+    unit: str
+    help: str
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("queue_length", "Queue length", "events", "Events waiting in the stream (XLEN)."),
+        Metric(
+            "lag_seconds",
+            "Lag",
+            "s",
+            "Age of the oldest event still queued (0 when the queue is empty).",
+        ),
+        Metric(
+            "drops_per_minute",
+            "Drops per minute",
+            "events/min",
+            "Events dropped in the last 60 s: queue full, Redis unavailable, direct write failed.",
+        ),
+        Metric(
+            "failed_batches_per_minute",
+            "Failed batches per minute",
+            "batches/min",
+            "Worker batches that failed to insert in the last 60 s.",
+        ),
+        Metric("dead_letters", "Dead letters", "events", "Entries in the dead-letter stream."),
+        Metric(
+            "workers_alive",
+            "Live workers",
+            "workers",
+            "Workers whose last heartbeat is younger than AUDITQ_HEARTBEAT_TTL.",
+        ),
+        Metric(
+            "heartbeat_age_seconds",
+            "Oldest heartbeat age",
+            "s",
+            "Seconds since the oldest registered worker's last heartbeat (no data: no workers).",
+        ),
+        Metric(
+            "batch_latency_p95_ms",
+            "Batch latency p95",
+            "ms",
+            "95th percentile batch insert time in the last 60 s (bucket upper bound).",
+        ),
+        Metric(
+            "critical_deferred",
+            "Critical events deferred",
+            "events/min",
+            "Critical events whose direct write failed and were queued, in the last 60 s.",
+        ),
+    )
+}
+
+_DROPS = ("dropped_queue_full", "dropped_redis_unavailable", "dropped_direct_failed")
+
+
+def window_weights(now: float) -> tuple[int, float]:
+    """(current epoch minute, weight of the previous minute's bucket) for the last 60 s."""
+    minute = epoch_minute(now)
+    elapsed = now - minute * 60
+    return minute, max(0.0, min(1.0, (60 - elapsed) / 60))
+
+
+def collect(
+    client: redis.Redis, keys: Keys, heartbeat_ttl: float, now: float | None = None
+) -> dict[str, float | None]:
+    """Every metric at ``now`` (default: the time now). All None when Redis cannot be read."""
+    now = time.time() if now is None else now
+    minute, weight = window_weights(now)
+    pipe = client.pipeline(transaction=False)
+    pipe.xlen(keys.stream)
+    pipe.xrange(keys.stream, count=1)
+    pipe.xlen(keys.dead)
+    pipe.zcount(keys.workers, now - heartbeat_ttl, "+inf")
+    pipe.zrange(keys.workers, 0, 0, withscores=True)
+    pipe.hgetall(keys.minute(minute))
+    pipe.hgetall(keys.minute(minute - 1))
+    try:
+        length, first, dead, alive, oldest, current, previous = pipe.execute()
+    except redis.RedisError:
+        return dict.fromkeys(METRICS)
+    window = _numbers(current)
+    for field, value in _numbers(previous).items():
+        window[field] = window.get(field, 0) + value * weight
+
+    lag = 0.0
+    if first:
+        added_ms = int(first[0][0].split(b"-", 1)[0])
+        lag = max(0.0, now - added_ms / 1000)
+    heartbeat_age = max(0.0, now - oldest[0][1]) if oldest else None
+    p95 = latency_percentile(window, 0.95)
+    if p95 is not None and p95 == float("inf"):
+        p95 = LATENCY_BUCKETS_MS[-1] + 1  # "more than the top bucket", kept JSON-safe
+    return {
+        "queue_length": float(length),
+        "lag_seconds": round(lag, 3),
+        "drops_per_minute": _round(sum(window.get(f, 0) for f in _DROPS)),
+        "failed_batches_per_minute": _round(window.get("failed_batches", 0)),
+        "dead_letters": float(dead),
+        "workers_alive": float(alive),
+        "heartbeat_age_seconds": None if heartbeat_age is None else round(heartbeat_age, 3),
+        "batch_latency_p95_ms": None if p95 is None else float(p95),
+        "critical_deferred": _round(window.get("deferred", 0)),
+    }
+
+
+def _round(value: float) -> float:
+    return round(float(value), 4)
+
+
+def describe(name: str) -> Metric:
+    return METRICS[name]

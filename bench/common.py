@@ -1,0 +1,107 @@
+"""Shared pieces of the benchmarks: real servers, percentiles, and the results file.
+
+Benchmarks are scripts, not tests: each starts its own Redis, PostgreSQL and PostgREST
+(the same launchers the tests use), measures auditq and its baselines in the same run,
+prints a table, and replaces its own section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from auditq.embedded import (  # noqa: E402
+    DEV_AUTHENTICATOR_PASSWORD,
+    PostgresServer,
+    RedisServer,
+    create_supabase_roles,
+)
+from auditq.migrate import apply_migrations  # noqa: E402
+from tests.services import LocalSupabase  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+
+@dataclass
+class Services:
+    redis: RedisServer
+    postgres: PostgresServer
+    supabase: LocalSupabase
+
+    @property
+    def dsn(self) -> str:
+        return self.postgres.dsn
+
+
+@contextlib.contextmanager
+def services() -> Iterator[Services]:
+    with tempfile.TemporaryDirectory(prefix="auditq-bench-") as tmp:
+        base = Path(tmp)
+        with (
+            RedisServer(base / "redis") as redis_server,
+            PostgresServer(base / "pg", fast=True) as pg,
+        ):
+            create_supabase_roles(pg.dsn)
+            apply_migrations(pg.dsn)
+            db_uri = pg.dsn_for("authenticator", DEV_AUTHENTICATOR_PASSWORD)
+            with LocalSupabase(base / "postgrest", db_uri) as supabase:
+                yield Services(redis_server, pg, supabase)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(samples_ms: list[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(samples_ms, 0.50),
+        "p99": percentile(samples_ms, 0.99),
+        "p99.9": percentile(samples_ms, 0.999),
+        "mean": statistics.fmean(samples_ms),
+    }
+
+
+def machine() -> str:
+    memory = psutil.virtual_memory().total / 2**30
+    return (
+        f"{os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} "
+        f"{platform.machine()}, Python {platform.python_version()}"
+    )
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    def cell(value: object) -> str:
+        return f"{value:,.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save(name: str, command: str, body: str) -> None:
+    """Replace (or add) the section ``name`` in RESULTS.md."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = (
+        f"<!-- {name} -->\n## {name}\n\nCommand: `{command}`  \n"
+        f"Run: {stamp} on {machine()}\n\n{body}\n<!-- /{name} -->"
+    )
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text}\n{section}\n"
+    RESULTS.write_text(text)
+    print(section)

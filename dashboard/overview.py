@@ -1,0 +1,130 @@
+"""The overview numbers, read from Redis with bounded commands only.
+
+One snapshot costs: XLEN twice, XRANGE COUNT 1 (lag), HGETALL of the totals, one pipelined
+HGETALL per minute of the chart window (60 or 1,440), INFO memory, and the heartbeat read
+(a ZRANGE plus one HGETALL per worker). Nothing scans a stream. The overview page, its
+htmx fragment, /api/v1/stats and the alerts all start here.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from auditq.stats import epoch_minute, latency_percentile
+from dashboard.resources import Resources
+
+RANGES = {"1h": 60, "24h": 24 * 60}
+DROP_REASONS = ("queue_full", "redis_unavailable", "direct_failed")
+FAILURES = ("failed_batches", "direct_failed", "retried", "dead_lettered")
+
+
+def dropped(counters: dict[str, float]) -> float:
+    return sum(counters.get(f"dropped_{reason}", 0) for reason in DROP_REASONS)
+
+
+def rate_per_minute(series: list[tuple[int, dict[str, float]]], field: str, now: float) -> float:
+    """Events per minute over the last 60 s, from minute buckets: this minute so far plus
+    the part of the previous minute still inside the window."""
+    if not series:
+        return 0.0
+    current = series[-1][1].get(field, 0)
+    previous = series[-2][1].get(field, 0) if len(series) > 1 else 0
+    elapsed = (now % 60) / 60
+    return round(current + previous * (1 - elapsed), 1)
+
+
+def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    minutes = RANGES.get(range_name, 60)
+    out: dict[str, Any] = {
+        "generated_at": datetime.fromtimestamp(now, UTC).isoformat(),
+        "range": range_name if range_name in RANGES else "1h",
+        "redis": {"ok": True, "error": None},
+    }
+    try:
+        pipe = res.redis.pipeline(transaction=False)
+        pipe.xlen(res.keys.stream)
+        pipe.xlen(res.keys.dead)
+        pipe.xrange(res.keys.stream, count=1)
+        length, dead, first = pipe.execute()
+        totals = res.stats.totals()
+        series = res.stats.series(minutes, now=now)
+        memory = res.redis.info("memory")
+        workers = res.workers(now)
+    except redis.RedisError as error:
+        out["redis"] = {"ok": False, "error": f"Redis unreachable ({type(error).__name__})"}
+        return out
+
+    lag = 0.0
+    if first:
+        lag = max(0.0, now - int(first[0][0].split(b"-", 1)[0]) / 1000)
+    window: dict[str, float] = {}
+    for _, counters in series:
+        for name, value in counters.items():
+            window[name] = window.get(name, 0) + value
+
+    out["redis"].update(
+        used_memory=memory.get("used_memory"),
+        used_memory_human=memory.get("used_memory_human"),
+        maxmemory=memory.get("maxmemory") or None,
+    )
+    out["queue"] = {
+        "length": length,
+        "max": res.settings.max_queue,
+        "fill": round(length / res.settings.max_queue, 4),
+        "lag_seconds": round(lag, 3),
+        "dead_letters": dead,
+    }
+    out["rates"] = {
+        "enqueued_per_minute": rate_per_minute(series, "enqueued", now),
+        "inserted_per_minute": rate_per_minute(series, "inserted", now),
+        "dropped_per_minute": round(
+            sum(rate_per_minute(series, f"dropped_{r}", now) for r in DROP_REASONS), 1
+        ),
+    }
+    out["drops"] = {
+        reason: {
+            "total": totals.get(f"dropped_{reason}", 0),
+            "window": window.get(f"dropped_{reason}", 0),
+        }
+        for reason in DROP_REASONS
+    }
+    out["failures"] = {
+        name: {"total": totals.get(name, 0), "window": window.get(name, 0)} for name in FAILURES
+    }
+    out["totals"] = totals
+    out["window"] = {"minutes": minutes, "counters": window}
+    batches = window.get("batches", 0)
+    out["latency"] = {
+        "p95_ms": latency_percentile(window, 0.95),
+        "avg_ms": round(window.get("batch_latency_ms_sum", 0) / batches, 1) if batches else None,
+    }
+    alive = sum(1 for w in workers if w.get("status") == "alive")
+    out["workers"] = {"alive": alive, "stale": len(workers) - alive, "total": len(workers)}
+    out["series"] = [
+        {
+            "minute": minute,
+            "enqueued": counters.get("enqueued", 0),
+            "inserted": counters.get("inserted", 0),
+            "dropped": dropped(counters),
+            "failed": counters.get("failed_batches", 0)
+            + counters.get("direct_failed", 0)
+            + counters.get("dead_lettered", 0),
+            "counters": counters,
+        }
+        for minute, counters in series
+    ]
+    out["current_minute"] = epoch_minute(now)
+    return out
+
+
+def public_view(snap: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot as /api/v1/stats serves it (the series without raw counter hashes)."""
+    out = {k: v for k, v in snap.items() if k != "series"}
+    if "series" in snap:
+        out["series"] = [{k: v for k, v in p.items() if k != "counters"} for p in snap["series"]]
+    return out

@@ -1,0 +1,135 @@
+"""Dead letters: list (bounded pages), inspect one, requeue one or all, discard one.
+
+Actions are POSTs (CSRF-checked and admin-only in the access hook) that redirect back with
+a flash message; each is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import redis
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from dashboard import dead_letters as dl
+from dashboard.audit import record
+from dashboard.nav import NavItem
+from dashboard.resources import resources
+
+bp = Blueprint("dead_letters", __name__, url_prefix="/dead-letters")
+NAV = NavItem("Dead letters", "dead_letters.index", 30)
+
+DISCARDED_EVENT_CHARS = 16_000
+FULL = (
+    "The queue is full (AUDITQ_MAX_QUEUE): nothing more was requeued. "
+    "Wait for the workers to drain it, then try again."
+)
+
+
+@bp.route("/")
+def index() -> str:
+    res = resources()
+    before = request.args.get("before")
+    try:
+        letters, older = dl.page(res, before)
+        total = res.queue.dead_length()
+    except redis.RedisError as error:
+        return render_template(
+            "dead_letters.html",
+            letters=[],
+            older=None,
+            total=None,
+            before=None,
+            error=f"Redis unreachable ({type(error).__name__})",
+        )
+    return render_template(
+        "dead_letters.html", letters=letters, older=older, total=total, before=before, error=None
+    )
+
+
+@bp.route("/<entry_id>")
+def show(entry_id: str) -> str:
+    try:
+        letter = dl.get(resources(), entry_id)
+    except dl.NotFound:
+        abort(404, "No such dead letter (it may have been requeued or discarded).")
+    return render_template("dead_letter.html", letter=letter)
+
+
+@bp.route("/<entry_id>/requeue", methods=["POST"])
+def requeue(entry_id: str) -> Response:
+    try:
+        result = dl.requeue(resources(), entry_id)
+    except dl.NotFound:
+        flash("That dead letter is gone (already requeued or discarded).", "warning")
+        return redirect(url_for(".index"), code=303)
+    if result.queue_full:
+        flash(FULL, "error")
+        return redirect(url_for(".show", entry_id=entry_id), code=303)
+    letter, new_id = result.moved[0]
+    record(
+        "auditq.dead_letter.requeue",
+        target_type="dead_letter",
+        target_id=letter.id,
+        metadata={
+            "dead_letter_id": letter.id,
+            "event_id": letter.event_id,
+            "original_entry_id": letter.entry_id,
+            "queue_entry_id": new_id,
+            "reason": letter.reason[:500],
+        },
+    )
+    flash(f"Requeued dead letter {letter.id} as queue entry {new_id}.", "ok")
+    return redirect(url_for(".index"), code=303)
+
+
+@bp.route("/requeue-all", methods=["POST"])
+def requeue_all() -> Response:
+    moved = 0
+    full = remaining = False
+    for chunk in dl.requeue_chunks(resources()):
+        moved += len(chunk.moved)
+        full = full or chunk.queue_full
+        remaining = remaining or chunk.remaining
+        if chunk.moved:
+            record(
+                "auditq.dead_letter.requeue_all",
+                target_type="dead_letter",
+                metadata={
+                    "count": len(chunk.moved),
+                    "dead_letter_ids": [lt.id for lt, _ in chunk.moved],
+                    "event_ids": [lt.event_id for lt, _ in chunk.moved if lt.event_id],
+                    "queue_entry_ids": [nid for _, nid in chunk.moved],
+                },
+            )
+    if full:
+        flash(f"Requeued {moved}. " + FULL, "error")
+    elif remaining:
+        flash(f"Requeued {moved}; more remain — requeue all again to continue.", "warning")
+    else:
+        flash(f"Requeued {moved} dead letter{'s' if moved != 1 else ''}.", "ok")
+    return redirect(url_for(".index"), code=303)
+
+
+@bp.route("/<entry_id>/discard", methods=["POST"])
+def discard(entry_id: str) -> Response:
+    try:
+        letter = dl.discard(resources(), entry_id)
+    except dl.NotFound:
+        flash("That dead letter is gone (already requeued or discarded).", "warning")
+        return redirect(url_for(".index"), code=303)
+    record(
+        "auditq.dead_letter.discard",
+        target_type="dead_letter",
+        target_id=letter.id,
+        metadata={
+            "dead_letter_id": letter.id,
+            "event_id": letter.event_id,
+            "original_entry_id": letter.entry_id,
+            "reason": letter.reason[:500],
+            # The discarded event is gone from Redis: keep what it was in the trail.
+            "event": letter.event_raw[:DISCARDED_EVENT_CHARS],
+            "event_truncated": len(letter.event_raw) > DISCARDED_EVENT_CHARS,
+        },
+    )
+    flash(f"Discarded dead letter {letter.id}.", "ok")
+    return redirect(url_for(".index"), code=303)

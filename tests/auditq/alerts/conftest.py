@@ -1,0 +1,97 @@
+"""Fixtures for the alert tests: repositories on both stores, settings, real receivers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from auditq.alerts.evaluator import Evaluator
+from auditq.alerts.repo import PostgresRepo, Repo, SupabaseRepo
+from auditq.config import Settings, load_settings
+from auditq.keys import Keys
+from auditq.stores.supabase import SupabaseStore
+from tests.auditq.alerts.helpers import Receiver, SmtpSink
+
+KEYS = Keys("audit")
+
+
+@pytest.fixture(params=["postgres", "supabase"])
+def repo(request, clean_db, postgrest) -> Iterator[Repo]:
+    """The repository on each store: psycopg SQL, and supabase-py through real PostgREST."""
+    opened: Repo
+    if request.param == "postgres":
+        opened = PostgresRepo(clean_db, timeout=5)
+    else:
+        opened = SupabaseRepo(SupabaseStore(postgrest.url, postgrest.service_key, timeout=5).client)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def pg_repo(clean_db) -> Iterator[PostgresRepo]:
+    opened = PostgresRepo(clean_db, timeout=5)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def settings(redis_url, clean_db) -> Settings:
+    return load_settings(
+        redis_url=redis_url,
+        store="postgres",
+        database_url=clean_db,
+        supabase_url=None,
+        supabase_service_role_key=None,
+        prefix="audit",
+        heartbeat_ttl=5,
+        alert_interval=1,
+        alert_lease=30,
+        alert_http_timeout=5,
+        alert_retry_max=60,
+        alert_max_attempts=5,
+    )
+
+
+@pytest.fixture
+def evaluators(settings, redis_client: redis.Redis) -> Iterator[Callable[..., Evaluator]]:
+    """Makes evaluators (as separate processes would have); each is closed at the end."""
+    made: list[Evaluator] = []
+
+    def make(repo: Repo, **kwargs) -> Evaluator:
+        evaluator = Evaluator(settings, redis_client, repo, **kwargs)
+        made.append(evaluator)
+        return evaluator
+
+    yield make
+    for evaluator in made:
+        evaluator.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    yield server
+    server.close()
+
+
+def set_queue(client: redis.Redis, length: int) -> None:
+    """Make the real stream hold exactly ``length`` entries."""
+    current = client.xlen(KEYS.stream)
+    if length < current:
+        ids = [eid for eid, _ in client.xrange(KEYS.stream, count=current - length)]
+        client.xdel(KEYS.stream, *ids)
+    elif length > current:
+        pipe = client.pipeline(transaction=False)
+        for i in range(length - current):
+            pipe.xadd(KEYS.stream, {"event": f'{{"action": "probe", "n": {i}}}'})
+        pipe.execute()
+    assert client.xlen(KEYS.stream) == length

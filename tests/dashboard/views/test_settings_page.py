@@ -1,0 +1,48 @@
+"""Settings page (dashboard/views/settings.py): every field, env names, secrets masked."""
+
+from __future__ import annotations
+
+from auditq.config import Settings, env_name
+from dashboard.views.settings import mask_url
+from tests.dashboard.conftest import (
+    ADMIN_PASSWORD,
+    API_TOKEN,
+    INGEST_TOKEN,
+    METRICS_TOKEN,
+    SECRET_KEY,
+    VIEWER_PASSWORD,
+    login,
+)
+
+
+def test_every_setting_is_listed_by_its_environment_variable(admin):
+    html = admin.get("/settings").get_data(as_text=True)
+    for field in Settings.model_fields:
+        assert f"<code>{env_name(field)}</code>" in html, field
+
+
+def test_no_secret_value_appears_and_each_says_set_or_not(make_app, redis_url):
+    password_url = redis_url.replace("redis://", "redis://default:redispw@")
+    app = make_app(redis_url=password_url, metrics_token=None)
+    c = app.test_client()
+    login(c)
+    html = c.get("/settings").get_data(as_text=True)
+    for secret in (
+        ADMIN_PASSWORD,
+        VIEWER_PASSWORD,
+        SECRET_KEY,
+        INGEST_TOKEN,
+        API_TOKEN,
+        "redispw",
+        "postgres@",  # the DATABASE_URL (a secret as a whole)
+    ):
+        assert secret not in html, secret
+    assert "default:••••••@127.0.0.1" in html
+    assert html.count(">set</span>") == 6  # secret, 2 passwords, ingest, api, database url
+    assert html.count(">not set</span>") == 2  # metrics token, supabase key
+    assert METRICS_TOKEN not in html
+
+
+def test_urls_without_credentials_are_shown_as_they_are():
+    assert mask_url("redis://localhost:6379/0") == "redis://localhost:6379/0"
+    assert mask_url("rediss://:pw@host:1/0") == "rediss://:••••••@host:1/0"

@@ -1,0 +1,187 @@
+"""One worker process: an APScheduler BlockingScheduler with the drain, reclaim and heartbeat
+jobs, and a clean stop on SIGTERM/SIGINT.
+
+Stopping: the signal sets the stop event (no new batch starts, a backoff sleep ends at
+once), a helper thread shuts the scheduler down and waits for the jobs in flight, then the
+heartbeat is removed. A job still running after ``shutdown_grace`` (an insert blocked in
+the database) is abandoned: the process exits anyway, and what it held stays pending in
+the stream for another worker to reclaim, which is why exiting early loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from auditq.alerts.evaluator import add_job as add_alert_job
+from auditq.config import Settings
+from auditq.keys import Keys
+from auditq.queue import Queue, connect
+from auditq.stats import Stats
+from auditq.stores import Store
+from worker.batching import AdaptiveBatch
+from worker.drain import Drain
+from worker.heartbeat import Heartbeat, WorkerStatus
+from worker.insert import BatchInserter
+from worker.reclaim import Reclaim
+
+log = logging.getLogger(__name__)
+
+# Bounds a hung Redis connection; the worker issues no blocking commands, so a generous
+# value costs nothing in normal operation.
+REDIS_TIMEOUT = 10.0
+EXIT_FORCED = 3
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.stopping = threading.Event()
+        client = connect(settings.redis_url, timeout=REDIS_TIMEOUT)
+        keys = Keys(settings.prefix)
+        self.queue = Queue(client, keys, settings.max_queue)
+        self.sizer = AdaptiveBatch(
+            start=settings.batch_start,
+            minimum=settings.batch_min,
+            maximum=settings.batch_max,
+            max_bytes=settings.batch_max_bytes,
+            target_ms=settings.batch_target_ms,
+        )
+        self.status = WorkerStatus(stopping=self.stopping, batch_size=self.sizer.size)
+        self.heartbeat = Heartbeat(client, keys, self.status, settings.heartbeat_ttl)
+        inserter = BatchInserter(
+            self.queue,
+            Stats(client, keys),
+            store,
+            self.sizer,
+            self.status,
+            max_event_bytes=settings.max_event_bytes,
+            retry_base=settings.retry_base,
+            retry_max=settings.retry_max,
+        )
+        self.drain = Drain(self.queue, inserter, settings.drain_budget)
+        self.reclaim = Reclaim(
+            self.queue, inserter, settings.claim_timeout, settings.max_deliveries
+        )
+        self.scheduler = self._scheduler()
+        self._stop_thread: threading.Thread | None = None
+        self._watchdog: threading.Timer | None = None
+
+    def _scheduler(self) -> BlockingScheduler:
+        s = self.settings
+        # One thread per job: a drain blocked in the database never delays a heartbeat.
+        scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(3)}, timezone=UTC)
+        # misfire_grace_time=None: a run that is late (a busy host) still runs, once.
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        scheduler.add_job(
+            self.heartbeat.beat, "interval", seconds=s.heartbeat_interval, id="heartbeat",
+            next_run_time=_now(), **common,
+        )  # fmt: skip
+        scheduler.add_job(
+            self.drain.run, "interval", seconds=s.drain_interval, id="drain",
+            next_run_time=_now(), **common,
+        )  # fmt: skip
+        # Checking twice per claim timeout takes an entry over at most 1.5 timeouts after
+        # its worker died.
+        scheduler.add_job(
+            self.reclaim.run, "interval", seconds=s.claim_timeout / 2, id="reclaim", **common
+        )
+        # Alert evaluation runs in workers and web processes alike (a Redis lease picks one
+        # at a time), so alerts keep working whichever of them is alive.
+        self.alerts = add_alert_job(scheduler, s)
+        return scheduler
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; return the exit code."""
+        _warn_about_timeouts(self.settings)
+        self.queue.ensure_group()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        log.info(
+            "worker started consumer=%s store=%s prefix=%s",
+            self.status.id, self.store.name, self.settings.prefix,
+        )  # fmt: skip
+        self.scheduler.start()  # blocks until the stop thread has shut it down
+        if self._stop_thread is not None:
+            self._stop_thread.join()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self.heartbeat.remove()
+        self.store.close()
+        log.info("worker stopped consumer=%s", self.status.id)
+        return 0
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        log.info("stopping consumer=%s signal=%s", self.status.id, signal.Signals(signum).name)
+        # The scheduler's shutdown waits for running jobs: not in a signal handler.
+        self._stop_thread = threading.Thread(target=self._stop, name="stop", daemon=True)
+        self._stop_thread.start()
+        self._watchdog = threading.Timer(self.settings.shutdown_grace, self._force_exit)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _stop(self) -> None:
+        self.heartbeat.beat()  # readers see "stopping" at once
+        while not self.scheduler.running:  # a signal that came before start() got going
+            time.sleep(0.01)
+        self.scheduler.pause()  # no new runs while the running ones finish
+        self.scheduler.shutdown(wait=True)
+
+    def _force_exit(self) -> None:
+        log.warning(
+            "shutdown grace over, exiting with work in flight consumer=%s grace_s=%s",
+            self.status.id, self.settings.shutdown_grace,
+        )  # fmt: skip
+        self.heartbeat.remove()
+        logging.shutdown()
+        os._exit(EXIT_FORCED)
+
+
+def _warn_about_timeouts(s: Settings) -> None:
+    # Not errors: the worker still loses nothing, it only does avoidable work.
+    if s.store_timeout + s.retry_max >= s.claim_timeout:
+        log.warning(
+            "AUDITQ_STORE_TIMEOUT + AUDITQ_RETRY_MAX >= AUDITQ_CLAIM_TIMEOUT: other workers may"
+            " take over a batch this one is still retrying (stored twice, skipped by id)"
+        )
+    if s.store_timeout >= s.shutdown_grace:
+        log.warning(
+            "AUDITQ_STORE_TIMEOUT >= AUDITQ_SHUTDOWN_GRACE: a stop may abandon an insert in"
+            " flight (its batch is reclaimed later)"
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def configure_logging(level: str) -> None:
+    # key=value lines: grep-able on Heroku's log drain and parseable by log tools.
+    logging.basicConfig(
+        level=max(logging.INFO, logging.getLevelName(level)),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    # DEBUG is for auditq's own lines (one per batch), not every library's internals.
+    for name in ("worker", "auditq"):
+        logging.getLogger(name).setLevel(level)
+    # APScheduler logs every job run at INFO, and a skipped overlapping run of the drain
+    # (by design: max_instances=1) at WARNING; neither is a problem worth a line.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    # httpx (under supabase-py) logs every request at INFO: one line per batch is ours.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # psycopg warns about a COPY it aborts with the database's message, which can quote the
+    # refused value (event contents); the store raises the same error, which we log by code.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)

@@ -1,0 +1,237 @@
+"""One batch of stream entries into the store: decode, insert, isolate poison, ack, count.
+
+Shared by the drain (new entries) and reclaim (entries a dead worker held). Rules:
+- An entry is acked (XACK+XDEL) only after the commit that stored it; until then it stays
+  pending, so a crash at any point loses nothing (a redelivered row is skipped by id).
+- Entries that cannot be decoded, and rows the database refuses (``DataRejected``), go to
+  the dead-letter stream with the reason; a refused batch is split in halves until the
+  refused rows are alone, so every good row around them is stored at once.
+- A transient failure (``StoreUnavailable``) retries with backoff, keeps the batch leased
+  to this worker, shrinks the adaptive batch size, and re-splits what is left to that size.
+
+Counters (per minute via Stats, and process totals in the heartbeat): ``inserted`` (new
+rows), ``duplicates`` (rows already stored), ``batches``, ``failed_batches`` (each attempt
+that failed with a transient error), ``retried`` (each retry made), ``dead_lettered``,
+``batch_latency_ms_sum`` and the latency histogram (one field per batch); the reclaim
+job adds ``reclaimed`` (entries taken over from workers that stopped answering).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
+from tenacity import RetryCallState
+
+from auditq.events import AuditEvent, EventError, decode_entry
+from auditq.queue import Entry, Queue
+from auditq.stats import Stats, latency_field
+from auditq.stores import DataRejected, Store, StoreUnavailable
+from worker.backoff import Interrupted, retrying
+from worker.batching import AdaptiveBatch, chunk_by_bytes, split
+from worker.heartbeat import WorkerStatus
+
+log = logging.getLogger(__name__)
+
+Item = tuple[Entry, AuditEvent]
+
+
+@dataclass
+class _Outcome:
+    """What happened to one batch so far; flushed to Redis in one round trip at the end."""
+
+    stored: list[Entry] = field(default_factory=list)
+    dead: list[tuple[Entry, str]] = field(default_factory=list)
+    new_rows: int = 0
+    failures: int = 0
+
+
+class BatchInserter:
+    def __init__(
+        self,
+        queue: Queue,
+        stats: Stats,
+        store: Store,
+        sizer: AdaptiveBatch,
+        status: WorkerStatus,
+        *,
+        max_event_bytes: int,
+        retry_base: float,
+        retry_max: float,
+    ) -> None:
+        self.queue = queue
+        self.stats = stats
+        self.store = store
+        self.sizer = sizer
+        self.status = status
+        self.max_event_bytes = max_event_bytes
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        # One batch at a time per process: the drain and reclaim jobs run on separate
+        # scheduler threads but share the store connection, the sizer and the counters.
+        self.lock = threading.Lock()
+
+    @property
+    def consumer(self) -> str:
+        return self.status.id
+
+    def handle(self, entries: list[Entry], backlog: bool) -> None:
+        """Store a batch this consumer holds. Call with ``self.lock`` held."""
+        if not entries:
+            return
+        started = time.monotonic()
+        self.status.busy = "draining"
+        outcome = _Outcome()
+        items: list[Item] = []
+        sizes: list[int] = []
+        for entry in entries:
+            try:
+                items.append((entry, decode_entry(entry.id, entry.fields, self.max_event_bytes)))
+                sizes.append(len(entry.fields.get(b"event", b"")))
+            except EventError as error:
+                outcome.dead.append((entry, str(error)))
+                log.warning("undecodable entry consumer=%s entry=%s error=%s",
+                            self.consumer, entry.id, error)  # fmt: skip
+        complete = False
+        try:
+            for chunk in chunk_by_bytes(items, sizes, self.sizer.max_bytes):
+                self._store(chunk, entries, outcome)
+            complete = True
+        except Interrupted:
+            log.warning(
+                "batch interrupted by shutdown consumer=%s left_pending=%d",
+                self.consumer,
+                len(entries) - len(outcome.stored) - len(outcome.dead),
+            )
+        finally:
+            # Also on an unexpected error: what was committed is acked, the rest stays pending.
+            latency_ms = (time.monotonic() - started) * 1000
+            self._finish(outcome, latency_ms if complete else None)
+            self.status.busy = "idle"
+        if complete and not outcome.failures:  # a failure already shrank the size
+            self.sizer.succeeded(latency_ms, len(items), sum(sizes), backlog)
+        self.status.batch_size = self.sizer.size
+        log.debug(
+            "batch consumer=%s entries=%d inserted=%d duplicates=%d dead_lettered=%d"
+            " failures=%d latency_ms=%.0f next_size=%d",
+            self.consumer, len(entries), outcome.new_rows,
+            len(outcome.stored) - outcome.new_rows, len(outcome.dead),
+            outcome.failures, latency_ms, self.sizer.size,
+        )  # fmt: skip
+
+    def _store(self, chunk: list[Item], held: list[Entry], outcome: _Outcome) -> None:
+        """Insert the chunk, bisecting refused parts; retry transient failures in place.
+
+        ``pending`` is a stack of parts still to insert, so the work done survives a retry:
+        a part already committed is never sent again, and a failed part is re-split to the
+        (now smaller) batch size before the next attempt.
+        """
+        pending = [chunk]
+        held_ids = [entry.id for entry in held]
+
+        # Between attempts the batch's lease is renewed (before the sleep and after it), so
+        # the entries look idle to other workers for at most one sleep or one attempt.
+        def before(state: RetryCallState) -> None:
+            if state.attempt_number > 1:
+                self.status.busy = "draining"
+                self.status.retried += 1
+                self.count({"retried": 1})
+                self._renew(held_ids)
+
+        def after(state: RetryCallState) -> None:
+            self._renew(held_ids)
+            outcome.failures += 1
+            self.status.failed_batches += 1
+            self.status.busy = "backoff"
+            self.sizer.failed()
+            self.status.batch_size = self.sizer.size
+            self.count({"failed_batches": 1})
+            error = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "store unavailable consumer=%s attempt=%d rows=%d next_size=%d error=%s",
+                self.consumer, state.attempt_number, sum(map(len, pending)),
+                self.sizer.size, error,
+            )  # fmt: skip
+
+        retry = retrying(
+            base=self.retry_base,
+            cap=self.retry_max,
+            stopping=self.status.stopping,
+            before=before,
+            after=after,
+        )
+        retry(self._drain_parts, pending, outcome)
+
+    def _drain_parts(self, pending: list[list[Item]], outcome: _Outcome) -> None:
+        while pending:
+            part = pending.pop()
+            if len(part) > self.sizer.size:
+                pending += reversed(split(part, self.sizer.size))
+                continue
+            try:
+                outcome.new_rows += self.store.insert_events([event for _, event in part])
+            except StoreUnavailable:
+                pending.append(part)
+                raise
+            except DataRejected as error:
+                if len(part) == 1:
+                    outcome.dead.append((part[0][0], str(error)))
+                    # Only the error's code: a database message may quote the row's values.
+                    log.warning(
+                        "row refused by the store consumer=%s entry=%s id=%s error=%s",
+                        self.consumer, part[0][0].id, part[0][1].id, str(error).split(":")[0],
+                    )  # fmt: skip
+                else:
+                    half = len(part) // 2
+                    pending += [part[half:], part[:half]]
+            else:
+                outcome.stored += [entry for entry, _ in part]
+
+    def _finish(self, outcome: _Outcome, latency_ms: float | None) -> None:
+        """Ack what was stored, dead-letter what was refused, and count: one round trip.
+
+        ``latency_ms`` is None for a batch cut short: it counts its rows, not as a batch.
+        """
+        self.status.inserted += outcome.new_rows
+        self.status.dead_lettered += len(outcome.dead)
+        counts = {
+            "inserted": outcome.new_rows,
+            "duplicates": len(outcome.stored) - outcome.new_rows,
+            "dead_lettered": len(outcome.dead),
+        }
+        if latency_ms is not None:
+            self.status.last_latency_ms = latency_ms
+            counts |= {
+                "batches": 1,
+                "batch_latency_ms_sum": round(latency_ms),
+                latency_field(latency_ms): 1,
+            }
+        pipe = self.queue.redis.pipeline(transaction=True)
+        self.queue.dead_letter(outcome.dead, pipe)
+        self.queue.ack([entry.id for entry in outcome.stored], pipe)
+        self.stats.incr(counts, pipe)
+        try:
+            pipe.execute()
+        except redis.RedisError as error:
+            # The rows are committed; unacked entries come back through reclaim and are
+            # skipped by id, so this costs a second insert attempt, not data.
+            log.warning(
+                "ack failed consumer=%s entries=%d error=%s",
+                self.consumer, len(outcome.stored) + len(outcome.dead), type(error).__name__,
+            )  # fmt: skip
+
+    def count(self, counts: dict[str, int]) -> None:
+        """Add to the per-minute counters now; a Redis error is logged, not raised."""
+        try:
+            self.stats.incr(counts)
+        except redis.RedisError as error:
+            log.warning("counting failed consumer=%s error=%s", self.consumer, type(error).__name__)
+
+    def _renew(self, ids: list[str]) -> None:
+        try:
+            self.queue.renew(self.consumer, ids)
+        except redis.RedisError as error:
+            log.warning("lease renewal failed consumer=%s error=%s", self.consumer, error)
