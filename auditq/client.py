@@ -7,6 +7,12 @@
   instead (``deferred``), past the bound if need be. A critical event is never dropped:
   if neither the store nor Redis takes it, ``log()`` raises ``AuditUnavailable``.
 When Redis is unreachable, every call returns within ``AUDITQ_REDIS_TIMEOUT``.
+
+A timeout is not a refusal: Redis may have run the script after the client stopped
+waiting, so an event reported ``dropped`` (reason ``redis_unavailable``) can still arrive;
+nothing is lost that way, only miscounted. Keep ``log_many`` calls to about a thousand
+events, which fit well inside the default 100 ms; a caller that retries a critical event
+after ``AuditUnavailable`` should pass the same ``AuditEvent`` so its id stays the same.
 """
 
 from __future__ import annotations

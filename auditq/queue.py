@@ -82,11 +82,7 @@ class Queue:
 
         Entries are deleted once stored, so the first entry is the oldest unprocessed one.
         """
-        first = self.redis.xrange(self.keys.stream, count=1)
-        if not first:
-            return 0.0
-        added_ms = int(first[0][0].split(b"-", 1)[0])
-        return max(0.0, (now if now is not None else time.time()) - added_ms / 1000)
+        return age_of_first(self.redis.xrange(self.keys.stream, count=1), now)
 
     def dead_length(self) -> int:
         return self.redis.xlen(self.keys.dead)
@@ -175,6 +171,17 @@ class Queue:
         self.ack([entry.id for entry, _ in entries], target)
         if pipe is None:
             target.execute()
+
+
+def age_of_first(xrange_reply: list, now: float | None = None) -> float:
+    """The lag: seconds since the entry in an ``XRANGE stream - + COUNT 1`` reply was added.
+
+    For callers that read it in a pipeline of their own (dashboard, metrics, alerts).
+    """
+    if not xrange_reply:
+        return 0.0
+    added_ms = int(_id(xrange_reply[0][0]).split("-", 1)[0])
+    return max(0.0, (time.time() if now is None else now) - added_ms / 1000)
 
 
 def _dead_fields(entry: Entry, reason: str) -> dict[str, str | bytes | int]:

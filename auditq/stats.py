@@ -45,7 +45,7 @@ class Stats:
             target.execute()
 
     def totals(self) -> dict[str, float]:
-        return _numbers(self.redis.hgetall(self.keys.counters))
+        return parse_counters(self.redis.hgetall(self.keys.counters))
 
     def series(self, minutes: int, now: float | None = None) -> list[tuple[int, dict[str, float]]]:
         """The last ``minutes`` whole minutes, oldest first, as (epoch_minute, counters)."""
@@ -55,10 +55,10 @@ class Stats:
         pipe = self.redis.pipeline(transaction=False)
         for minute in span:
             pipe.hgetall(self.keys.minute(minute))
-        return [(m, _numbers(raw)) for m, raw in zip(span, pipe.execute(), strict=True)]
+        return [(m, parse_counters(raw)) for m, raw in zip(span, pipe.execute(), strict=True)]
 
 
-def _numbers(raw: Mapping[bytes, bytes]) -> dict[str, float]:
+def parse_counters(raw: Mapping[bytes, bytes]) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in raw.items():
         number = float(value)

@@ -70,6 +70,7 @@ def percentile(samples: list[float], q: float) -> float:
 def summary(samples_ms: list[float]) -> dict[str, float]:
     return {
         "p50": percentile(samples_ms, 0.50),
+        "p95": percentile(samples_ms, 0.95),
         "p99": percentile(samples_ms, 0.99),
         "p99.9": percentile(samples_ms, 0.999),
         "mean": statistics.fmean(samples_ms),

@@ -65,7 +65,8 @@ def row_count(dsn: str) -> int:
 def fill(svc: Services, n: int) -> None:
     client = redis.Redis.from_url(svc.redis.url)
     client.flushdb()
-    producer = AuditClient(load_settings(redis_url=svc.redis.url, max_queue=10_000_000))
+    settings = load_settings(redis_url=svc.redis.url, max_queue=10_000_000, redis_timeout=30)
+    producer = AuditClient(settings)
     batch = events(n)
     for start in range(0, n, 5000):
         producer.log_many(batch[start : start + 5000])

@@ -47,6 +47,9 @@ def produce(url: str, rate: int, seconds: float, stop: threading.Event) -> int:
     return sent
 
 
+LAG_OVER_TIME: dict[int, list[tuple[float, float]]] = {}
+
+
 def lag_run(svc, rate: int, seconds: float) -> list[object]:
     truncate(svc.dsn)
     client = redis.Redis.from_url(svc.redis.url)
@@ -84,6 +87,14 @@ def lag_run(svc, rate: int, seconds: float) -> list[object]:
             " (select extract(epoch from received_at - occurred_at) as lag"
             "  from public.audit_logs) l"
         ).fetchone()
+        per_second = conn.execute(
+            "select extract(epoch from date_trunc('second', occurred_at)) as second,"
+            " percentile_cont(0.99) within group"
+            " (order by extract(epoch from received_at - occurred_at))"
+            " from public.audit_logs group by 1 order by 1"
+        ).fetchall()
+    start = per_second[0][0] if per_second else 0
+    LAG_OVER_TIME[rate] = [(sec - start, p * 1000) for sec, p in per_second]
     half = len(lengths) // 2
     flat = max(lengths[half:] or [0]) <= max(2 * max(lengths[:half] or [0]), rate)
     return [
@@ -168,6 +179,25 @@ def main() -> None:
         f"--backlog {args.backlog}"
     )
     save("End-to-end lag and recovery", cmd, body)
+    chart()
+
+
+def chart() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for rate, points in LAG_OVER_TIME.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=f"{rate:,} events/s")
+    ax.set_xlabel("seconds into the run")
+    ax.set_ylabel("lag p99 in that second (ms)")
+    ax.set_title("End-to-end lag over time (2 workers, postgres store)")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(ROOT / "bench" / "lag_over_time.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from auditq.queue import age_of_first
 from auditq.stats import LATENCY_BUCKETS_MS
 from dashboard.access import bearer
 from dashboard.resources import Resources, resources
@@ -69,7 +70,7 @@ class RedisCollector(Collector):
         up.add_metric([], 1)
         yield up
 
-        lag = max(0.0, now - int(first[0][0].split(b"-", 1)[0]) / 1000) if first else 0.0
+        lag = age_of_first(first, now)
         yield _gauge("auditq_queue_length", "Events waiting in the queue stream.", length)
         yield _gauge("auditq_queue_max", "The queue bound (AUDITQ_MAX_QUEUE).", res.queue.max_len)
         yield _gauge("auditq_queue_lag_seconds", "Age of the oldest queued event.", lag)

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from auditq.queue import age_of_first
 from auditq.stats import epoch_minute, latency_percentile
 from dashboard.resources import Resources
 
@@ -59,9 +60,7 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
         out["redis"] = {"ok": False, "error": f"Redis unreachable ({type(error).__name__})"}
         return out
 
-    lag = 0.0
-    if first:
-        lag = max(0.0, now - int(first[0][0].split(b"-", 1)[0]) / 1000)
+    lag = age_of_first(first, now)
     window: dict[str, float] = {}
     for _, counters in series:
         for name, value in counters.items():

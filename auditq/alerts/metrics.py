@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import redis
 
 from auditq.keys import Keys
-from auditq.stats import LATENCY_BUCKETS_MS, _numbers, epoch_minute, latency_percentile
+from auditq.queue import age_of_first
+from auditq.stats import LATENCY_BUCKETS_MS, epoch_minute, latency_percentile, parse_counters
 
 
 @dataclass(frozen=True)
@@ -114,14 +115,11 @@ def collect(
         length, first, dead, alive, oldest, current, previous = pipe.execute()
     except redis.RedisError:
         return dict.fromkeys(METRICS)
-    window = _numbers(current)
-    for field, value in _numbers(previous).items():
+    window = parse_counters(current)
+    for field, value in parse_counters(previous).items():
         window[field] = window.get(field, 0) + value * weight
 
-    lag = 0.0
-    if first:
-        added_ms = int(first[0][0].split(b"-", 1)[0])
-        lag = max(0.0, now - added_ms / 1000)
+    lag = age_of_first(first, now)
     heartbeat_age = max(0.0, now - oldest[0][1]) if oldest else None
     p95 = latency_percentile(window, 0.95)
     if p95 is not None and p95 == float("inf"):

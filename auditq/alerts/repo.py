@@ -28,6 +28,7 @@ from psycopg.types.json import Jsonb
 
 from auditq.config import Settings
 from auditq.stores import DataRejected, StoreError, StoreUnavailable
+from auditq.stores.postgres import connect
 
 Row = dict[str, Any]
 Where = Sequence[tuple[str, str, Any]]
@@ -155,13 +156,8 @@ class PostgresRepo:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self._dsn,
-                autocommit=True,
-                row_factory=dict_row,
-                connect_timeout=max(1, round(self._timeout)),
-                options=f"-c statement_timeout={int(self._timeout * 1000)}",
-                application_name="auditq-alerts",
+            self._conn = connect(
+                self._dsn, self._timeout, "auditq-alerts", autocommit=True, row_factory=dict_row
             )
         return self._conn
 

@@ -51,6 +51,17 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def connect(dsn: str, timeout: float, name: str = "auditq", **kwargs: Any) -> psycopg.Connection:
+    """A connection whose connect and every statement are bounded by ``timeout`` seconds."""
+    return psycopg.connect(
+        dsn,
+        connect_timeout=max(1, round(timeout)),
+        options=f"-c statement_timeout={int(timeout * 1000)}",
+        application_name=name,
+        **kwargs,
+    )
+
+
 class PostgresStore:
     name = "postgres"
 
@@ -63,12 +74,7 @@ class PostgresStore:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self._dsn,
-                connect_timeout=max(1, round(self._timeout)),
-                options=f"-c statement_timeout={int(self._timeout * 1000)}",
-                application_name="auditq",
-            )
+            self._conn = connect(self._dsn, self._timeout)
         return self._conn
 
     def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
