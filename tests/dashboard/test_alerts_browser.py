@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.auditq.alerts.helpers import Receiver, wait_for
+from tests.auditq.alerts.helpers import Receiver
 from tests.dashboard.conftest import LiveServer, screenshot
 from tests.dashboard.test_browser import log_in
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -11,14 +11,11 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 import redis
 
 from auditq.config import env_name
@@ -26,6 +23,7 @@ from auditq.events import ENTRY_ID_NAMESPACE
 from auditq.keys import GROUP, Keys
 from auditq.queue import Queue
 from auditq.stats import Stats
+from tests.polling import wait_for
 from tests.services import LocalSupabase
 from worker.heartbeat import list_workers
 
@@ -44,20 +42,6 @@ FAST_KNOBS: dict[str, Any] = {
     "shutdown_grace": 20,
     "log_level": "DEBUG",
 }
-
-
-def wait_for(
-    predicate: Callable[[], Any], what: str, timeout: float = 60.0, logs: Callable[[], str] = str
-) -> Any:
-    """Poll until predicate() is truthy; return its value, or fail naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{logs()}")
-        time.sleep(0.05)
 
 
 class Workers:

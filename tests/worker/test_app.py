@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 
+from tests.polling import wait_for
 from tests.worker.helpers import (
     KEYS,
     REPO,
@@ -17,7 +18,6 @@ from tests.worker.helpers import (
     make_events,
     pending,
     row_count,
-    wait_for,
 )
 from worker.app import EXIT_FORCED
 

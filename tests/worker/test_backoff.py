@@ -7,6 +7,7 @@ import pytest
 from tenacity import RetryCallState
 
 from auditq.stores import DataRejected, StoreUnavailable
+from tests.polling import wait_for
 from tests.worker.helpers import (
     KEYS,
     assert_exactly_once,
@@ -17,7 +18,6 @@ from tests.worker.helpers import (
     reported,
     row_count,
     totals,
-    wait_for,
 )
 from worker.backoff import Interrupted, retrying
 from worker.heartbeat import list_workers

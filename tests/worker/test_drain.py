@@ -3,6 +3,7 @@
 import time
 
 from auditq.keys import GROUP
+from tests.polling import wait_for
 from tests.worker.helpers import (
     KEYS,
     TableLock,
@@ -15,7 +16,6 @@ from tests.worker.helpers import (
     make_events,
     reported,
     totals,
-    wait_for,
 )
 from worker.heartbeat import list_workers
 

@@ -10,6 +10,7 @@ from auditq.queue import Queue, connect
 from auditq.stats import Stats
 from auditq.stores.postgres import PostgresStore
 from auditq.stores.supabase import SupabaseStore
+from tests.polling import wait_for
 from tests.worker.helpers import (
     KEYS,
     TableLock,
@@ -21,7 +22,6 @@ from tests.worker.helpers import (
     pending,
     row_count,
     totals,
-    wait_for,
 )
 from worker.batching import AdaptiveBatch
 from worker.heartbeat import WorkerStatus

@@ -6,6 +6,7 @@ from auditq.keys import GROUP
 from auditq.queue import Queue, connect
 from auditq.stats import Stats
 from auditq.stores.postgres import PostgresStore
+from tests.polling import wait_for
 from tests.worker.helpers import (
     KEYS,
     TableLock,
@@ -18,7 +19,6 @@ from tests.worker.helpers import (
     make_events,
     pending,
     totals,
-    wait_for,
 )
 from worker.batching import AdaptiveBatch
 from worker.heartbeat import WorkerStatus, list_workers

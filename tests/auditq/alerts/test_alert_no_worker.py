@@ -10,7 +10,7 @@ from auditq.alerts.evaluator import Evaluator
 from auditq.alerts.metrics import collect
 from auditq.alerts.service import AlertService
 from tests.auditq.alerts.conftest import KEYS
-from tests.auditq.alerts.helpers import wait_for
+from tests.polling import wait_for
 from tests.worker.helpers import Workers
 
 
