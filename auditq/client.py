@@ -84,17 +84,12 @@ class AuditClient:
         results: list[LogResult | None] = [None] * len(built)
         normal = [i for i, e in enumerate(built) if e.category == "normal"]
         critical = [i for i, e in enumerate(built) if e.category == "critical"]
-        for i, result in zip(
-            normal, self._enqueue_normal([payloads[i] for i in normal]), strict=True
-        ):
-            results[i] = LogResult(str(built[i].id), *result)
-        if critical:
-            for i, result in zip(
-                critical,
-                self._log_critical([built[i] for i in critical], [payloads[i] for i in critical]),
-                strict=True,
-            ):
-                results[i] = LogResult(str(built[i].id), *result)
+        for indexes, handle in ((normal, self._enqueue_normal), (critical, self._log_critical)):
+            if not indexes:
+                continue
+            outcomes = handle([built[i] for i in indexes], [payloads[i] for i in indexes])
+            for i, (outcome, reason) in zip(indexes, outcomes, strict=True):
+                results[i] = LogResult(str(built[i].id), outcome, reason)
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
@@ -104,9 +99,9 @@ class AuditClient:
 
     # --- normal events --------------------------------------------------------------------
 
-    def _enqueue_normal(self, payloads: list[str]) -> list[tuple[Outcome, str | None]]:
-        if not payloads:
-            return []
+    def _enqueue_normal(
+        self, events: list[AuditEvent], payloads: list[str]
+    ) -> list[tuple[Outcome, str | None]]:
         policy = self.settings.overflow
         try:
             ids = self.queue.enqueue(
@@ -129,9 +124,7 @@ class AuditClient:
         if not full:
             return outcomes
         if policy == "direct":
-            written = self._write_direct(
-                [AuditEvent.model_validate_json(payloads[i]) for i in full]
-            )
+            written = self._write_direct([events[i] for i in full])
             for i in full:
                 outcomes[i] = ("written", None) if written else ("dropped", "direct_failed")
             if not written:
