@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     retry_max: float = _env("AUDITQ_RETRY_MAX", default=30.0, gt=0)
     heartbeat_interval: float = _env("AUDITQ_HEARTBEAT_INTERVAL", default=5.0, gt=0)
     heartbeat_ttl: float = _env("AUDITQ_HEARTBEAT_TTL", default=30.0, gt=0)
+    worker_forget_after: float = _env("AUDITQ_WORKER_FORGET_AFTER", default=3600.0, gt=0)
     shutdown_grace: float = _env("AUDITQ_SHUTDOWN_GRACE", default=25.0, gt=0)
     # Bounds one insert attempt of the worker. Keep it under claim_timeout (or another worker
     # takes over a batch that is still being written) and under shutdown_grace (or SIGTERM

@@ -64,6 +64,8 @@ MEANINGS = {
     "AUDITQ_RETRY_MAX": "Longest backoff, in seconds (exponential, jittered).",
     "AUDITQ_HEARTBEAT_INTERVAL": "Seconds between worker heartbeats.",
     "AUDITQ_HEARTBEAT_TTL": "Seconds without a heartbeat after which a worker counts as dead.",
+    "AUDITQ_WORKER_FORGET_AFTER": "Seconds after its last heartbeat that a worker killed"
+    " without a clean exit is dropped from the workers page and from heartbeat_age_seconds.",
     "AUDITQ_SHUTDOWN_GRACE": "Seconds a worker has after SIGTERM to finish its batch"
     " (Heroku kills at 30).",
     "AUDITQ_STORE_TIMEOUT": "Seconds one insert attempt may take. Keep it under"

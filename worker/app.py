@@ -57,7 +57,9 @@ class Worker:
             target_ms=settings.batch_target_ms,
         )
         self.status = WorkerStatus(stopping=self.stopping, batch_size=self.sizer.size)
-        self.heartbeat = Heartbeat(client, keys, self.status, settings.heartbeat_ttl)
+        self.heartbeat = Heartbeat(
+            client, keys, self.status, settings.heartbeat_ttl, settings.worker_forget_after
+        )
         inserter = BatchInserter(
             self.queue,
             Stats(client, keys),

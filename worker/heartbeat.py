@@ -7,7 +7,8 @@ Contract (read by the dashboard and the alert engine):
   ``failed_batches``, ``dead_lettered``, ``retried``. It expires ``heartbeat_ttl`` after
   the last beat, so a worker killed without warning disappears by itself.
 - ``<prefix>:workers``: a sorted set, worker id -> last beat. A clean exit removes both;
-  a killed worker's member stays (its score ages) until pruned a day later.
+  a killed worker's member stays (its score ages, shown as stale) until the next beat of
+  any worker after ``AUDITQ_WORKER_FORGET_AFTER`` prunes it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from auditq.keys import Keys
 
 State = Literal["idle", "draining", "backoff", "stopping"]
 
-# Members of workers killed without a clean exit are dropped after this long, so the set
-# (and every read of it) stays small however often workers crash.
-PRUNE_AFTER = 24 * 3600
+# Members of workers killed without a clean exit are dropped after a while (the setting
+# AUDITQ_WORKER_FORGET_AFTER), so the set stays small however often workers crash, and a
+# crash shows on the workers page and in heartbeat_age_seconds for that long, not forever.
+DEFAULT_FORGET_AFTER = 3600.0
 DEFAULT_TTL = 30.0
 DEFAULT_LIMIT = 100
 
@@ -78,11 +80,19 @@ class WorkerStatus:
 
 
 class Heartbeat:
-    def __init__(self, client: redis.Redis, keys: Keys, status: WorkerStatus, ttl: float):
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        status: WorkerStatus,
+        ttl: float,
+        forget_after: float = DEFAULT_FORGET_AFTER,
+    ):
         self.redis = client
         self.keys = keys
         self.status = status
         self.ttl = ttl
+        self.forget_after = forget_after
 
     def beat(self) -> None:
         """Publish the status (the scheduler's heartbeat job); a Redis error is only logged."""
@@ -92,7 +102,7 @@ class Heartbeat:
         pipe.hset(key, mapping=self.status.fields(now))
         pipe.pexpire(key, int(self.ttl * 1000))
         pipe.zadd(self.keys.workers, {self.status.id: now})
-        pipe.zremrangebyscore(self.keys.workers, "-inf", now - PRUNE_AFTER)
+        pipe.zremrangebyscore(self.keys.workers, "-inf", now - self.forget_after)
         try:
             pipe.execute()
         except redis.RedisError as error:

@@ -70,7 +70,9 @@ METRICS: dict[str, Metric] = {
             "heartbeat_age_seconds",
             "Oldest heartbeat age",
             "s",
-            "Seconds since the oldest registered worker's last heartbeat (no data: no workers).",
+            "Seconds since the oldest registered worker's last heartbeat (no data: no"
+            " workers). A worker killed without a clean exit counts until"
+            " AUDITQ_WORKER_FORGET_AFTER.",
         ),
         Metric(
             "batch_latency_p95_ms",

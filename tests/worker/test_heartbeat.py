@@ -4,7 +4,7 @@ import threading
 import time
 
 from auditq.keys import Keys
-from worker.heartbeat import PRUNE_AFTER, Heartbeat, WorkerStatus, list_workers
+from worker.heartbeat import Heartbeat, WorkerStatus, list_workers
 
 KEYS = Keys("hb")
 CONTRACT = {
@@ -75,9 +75,9 @@ def test_list_workers_reports_alive_and_stale_with_their_age(redis_client):
 def test_list_workers_is_bounded_and_old_members_are_pruned(redis_client):
     now = time.time()
     redis_client.zadd(KEYS.workers, {f"gone:{i}": now - 10 for i in range(150)})
-    redis_client.zadd(KEYS.workers, {"ancient:1": now - PRUNE_AFTER - 10})
+    redis_client.zadd(KEYS.workers, {"ancient:1": now - 600 - 10})
     assert len(list_workers(redis_client, KEYS)) == 100
     assert len(list_workers(redis_client, KEYS, limit=5)) == 5
-    Heartbeat(redis_client, KEYS, status(), ttl=30).beat()
+    Heartbeat(redis_client, KEYS, status(), ttl=30, forget_after=600).beat()
     assert redis_client.zscore(KEYS.workers, "ancient:1") is None
     assert redis_client.zcard(KEYS.workers) == 151
