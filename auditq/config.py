@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = _env("API_TOKEN", default=None)
     refresh_seconds: float = _env("AUDITQ_REFRESH_SECONDS", default=2.0, ge=0.5)
     url_prefix: str = _env("AUDITQ_URL_PREFIX", default="")
+    trusted_proxies: int = _env("AUDITQ_TRUSTED_PROXIES", default=1, ge=0, le=10)
 
     # --- alerts ----------------------------------------------------------------------------
     # Every web and worker process runs the evaluator; a Redis lease (AUDITQ_ALERT_LEASE

@@ -98,8 +98,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
         app.extensions["auditq_alerts_scheduler"] = start_background(settings)
 
-    # Heroku's router is one proxy hop: trust one X-Forwarded-For/-Proto/-Port.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_port=1)  # type: ignore[method-assign]
+    # Heroku's router is one proxy hop (the default). With no proxy in front, set 0: a
+    # client could otherwise choose its own address (and dodge the login limit).
+    hops = settings.trusted_proxies
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_port=hops)  # type: ignore[method-assign]
     if settings.url_prefix:
         app.wsgi_app = PrefixMiddleware(app.wsgi_app, settings.url_prefix)  # type: ignore[method-assign]
     return app

@@ -177,6 +177,24 @@ def test_login_attempts_are_limited_per_ip_across_processes(make_app):
     assert response.status_code == 303
 
 
+def test_without_a_trusted_proxy_a_forged_forwarded_for_does_not_dodge_the_limit(make_app):
+    def attempts(app):
+        client = app.test_client()
+        statuses = []
+        for attempt in range(LOGIN_LIMIT + 1):
+            token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+            forged = {"X-Forwarded-For": f"203.0.113.{attempt}"}
+            response = client.post(
+                "/login", data={"password": "guess", "csrf_token": token.group(1)}, headers=forged
+            )
+            statuses.append(response.status_code)
+        return statuses
+
+    assert attempts(make_app(trusted_proxies=0))[-1] == 429
+    # Behind one trusted hop (Heroku) the header is the client's address, as it should be.
+    assert set(attempts(make_app(trusted_proxies=1))) == {401}
+
+
 def test_changing_a_password_ends_its_sessions(make_app):
     app = make_app()
     c = app.test_client()
