@@ -52,6 +52,13 @@ class Entry:
     deliveries: int = 1
 
 
+@dataclass(frozen=True)
+class Depth:
+    length: int
+    dead: int
+    lag: float  # seconds since the oldest queued event was added
+
+
 class Queue:
     def __init__(self, client: redis.Redis, keys: Keys, max_len: int):
         self.redis = client
@@ -83,6 +90,15 @@ class Queue:
         Entries are deleted once stored, so the first entry is the oldest unprocessed one.
         """
         return age_of_first(self.redis.xrange(self.keys.stream, count=1), now)
+
+    def depth(self, now: float | None = None) -> Depth:
+        """Queue length, dead letters and lag in one round trip (the dashboard's reads)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xlen(self.keys.stream)
+        pipe.xlen(self.keys.dead)
+        pipe.xrange(self.keys.stream, count=1)
+        length, dead, first = pipe.execute()
+        return Depth(length, dead, age_of_first(first, now))
 
     def dead_length(self) -> int:
         return self.redis.xlen(self.keys.dead)

@@ -22,7 +22,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from auditq.queue import age_of_first
 from auditq.stats import LATENCY_BUCKETS_MS
 from dashboard.access import bearer
 from dashboard.resources import Resources, resources
@@ -54,13 +53,9 @@ class RedisCollector(Collector):
         res = self.res
         up = GaugeMetricFamily("auditq_redis_up", "1 if Redis answered this scrape.")
         try:
-            pipe = res.redis.pipeline(transaction=False)
-            pipe.xlen(res.keys.stream)
-            pipe.xlen(res.keys.dead)
-            pipe.xrange(res.keys.stream, count=1)
-            length, dead, first = pipe.execute()
-            totals = res.stats.totals()
             now = time.time()
+            depth = res.queue.depth(now)
+            totals = res.stats.totals()
             workers = res.workers(now)
             memory = res.redis.info("memory").get("used_memory")
         except redis.RedisError:
@@ -70,11 +65,10 @@ class RedisCollector(Collector):
         up.add_metric([], 1)
         yield up
 
-        lag = age_of_first(first, now)
-        yield _gauge("auditq_queue_length", "Events waiting in the queue stream.", length)
+        yield _gauge("auditq_queue_length", "Events waiting in the queue stream.", depth.length)
         yield _gauge("auditq_queue_max", "The queue bound (AUDITQ_MAX_QUEUE).", res.queue.max_len)
-        yield _gauge("auditq_queue_lag_seconds", "Age of the oldest queued event.", lag)
-        yield _gauge("auditq_dead_letters", "Entries in the dead-letter stream.", dead)
+        yield _gauge("auditq_queue_lag_seconds", "Age of the oldest queued event.", depth.lag)
+        yield _gauge("auditq_dead_letters", "Entries in the dead-letter stream.", depth.dead)
         if memory is not None:
             yield _gauge("auditq_redis_used_memory_bytes", "Redis used_memory.", memory)
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import redis
 
-from auditq.queue import age_of_first
 from auditq.stats import epoch_minute, latency_percentile
 from dashboard.resources import Resources
 
@@ -47,11 +46,7 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
         "redis": {"ok": True, "error": None},
     }
     try:
-        pipe = res.redis.pipeline(transaction=False)
-        pipe.xlen(res.keys.stream)
-        pipe.xlen(res.keys.dead)
-        pipe.xrange(res.keys.stream, count=1)
-        length, dead, first = pipe.execute()
+        depth = res.queue.depth(now)
         totals = res.stats.totals()
         series = res.stats.series(minutes, now=now)
         memory = res.redis.info("memory")
@@ -60,7 +55,6 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
         out["redis"] = {"ok": False, "error": f"Redis unreachable ({type(error).__name__})"}
         return out
 
-    lag = age_of_first(first, now)
     window: dict[str, float] = {}
     for _, counters in series:
         for name, value in counters.items():
@@ -72,11 +66,11 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
         maxmemory=memory.get("maxmemory") or None,
     )
     out["queue"] = {
-        "length": length,
+        "length": depth.length,
         "max": res.settings.max_queue,
-        "fill": round(length / res.settings.max_queue, 4),
-        "lag_seconds": round(lag, 3),
-        "dead_letters": dead,
+        "fill": round(depth.length / res.settings.max_queue, 4),
+        "lag_seconds": round(depth.lag, 3),
+        "dead_letters": depth.dead,
     }
     out["rates"] = {
         "enqueued_per_minute": rate_per_minute(series, "enqueued", now),

@@ -14,7 +14,6 @@ Filters are ``(column, op, value)`` triples, op one of ``eq neq lt lte gt gte in
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from psycopg.types.json import Jsonb
 
 from auditq.config import Settings
 from auditq.stores import DataRejected, StoreError, StoreUnavailable
-from auditq.stores.postgres import connect
+from auditq.stores.postgres import SharedConnection, classify
 
 Row = dict[str, Any]
 Where = Sequence[tuple[str, str, Any]]
@@ -149,29 +148,18 @@ def _check_table(table: str) -> None:
 
 class PostgresRepo:
     def __init__(self, dsn: str, timeout: float = 10.0):
-        self._dsn = dsn
-        self._timeout = timeout
-        self._conn: psycopg.Connection | None = None
-        self._lock = threading.Lock()
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(
-                self._dsn, self._timeout, "auditq-alerts", autocommit=True, row_factory=dict_row
-            )
-        return self._conn
+        self._db = SharedConnection(
+            dsn, timeout, "auditq-alerts", autocommit=True, row_factory=dict_row
+        )
 
     def _run(self, query: sql.Composable, params: Sequence[Any] = ()) -> list[Row]:
-        with self._lock:
-            try:
-                cur = self._connection().execute(query, params)
+        try:
+            with self._db.use() as conn:
+                cur = conn.execute(query, params)
                 rows = cur.fetchall() if cur.description else []
                 return [_from_db(r) for r in rows]
-            except psycopg.Error as error:
-                if self._conn is not None and self._conn.broken:
-                    self._conn.close()
-                    self._conn = None
-                raise _pg_error(error) from error
+        except psycopg.Error as error:
+            raise _pg_error(error) from error
 
     @staticmethod
     def _value(column: str, value: Any) -> Any:
@@ -279,15 +267,10 @@ class PostgresRepo:
         return len(self._run(query + sql.SQL(" returning 1"), params))
 
     def close(self):
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()
 
 
 def _pg_error(error: psycopg.Error) -> StoreError:
-    from auditq.stores.postgres import classify
-
     if error.sqlstate == "23505":
         return Conflict("already exists")
     return classify(error)

@@ -10,7 +10,8 @@ whole on the primary key, rolls back, and is sent again through a session temp t
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC
 from typing import Any
 
@@ -62,36 +63,57 @@ def connect(dsn: str, timeout: float, name: str = "auditq", **kwargs: Any) -> ps
     )
 
 
+class SharedConnection:
+    """One connection, opened on first use, that callers on several threads take in turn.
+
+    A connection left broken by an error (the server restarted, a backend was terminated)
+    is dropped, so the next use reconnects instead of failing forever.
+    """
+
+    def __init__(self, dsn: str, timeout: float, name: str = "auditq", **kwargs: Any):
+        self._open = lambda: connect(dsn, timeout, name, **kwargs)
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def use(self) -> Iterator[psycopg.Connection]:
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._open()
+            try:
+                yield self._conn
+            except psycopg.Error:
+                if self._conn.broken:
+                    self._conn.close()
+                    self._conn = None
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
 class PostgresStore:
     name = "postgres"
 
     def __init__(self, dsn: str, timeout: float = 10.0):
-        self._dsn = dsn
-        self._timeout = timeout
-        self._conn: psycopg.Connection | None = None
-        # One connection per store; callers on several threads take turns.
-        self._lock = threading.Lock()
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(self._dsn, self._timeout)
-        return self._conn
+        self._db = SharedConnection(dsn, timeout)
 
     def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
         if not events:
             return 0
-        with self._lock:
-            try:
-                conn = self._connection()
+        try:
+            with self._db.use() as conn:
                 try:
                     with conn.transaction(), conn.cursor() as cur:
                         _copy(cur, "public.audit_logs", events, ingest_path)
                     return len(events)
                 except psycopg.errors.UniqueViolation:
                     return self._insert_new(conn, events, ingest_path)
-            except psycopg.Error as error:
-                self._discard_if_broken()
-                raise classify(error) from error
+        except psycopg.Error as error:
+            raise classify(error) from error
 
     def _insert_new(self, conn: psycopg.Connection, events, ingest_path: IngestPath) -> int:
         with conn.transaction(), conn.cursor() as cur:
@@ -107,41 +129,29 @@ class PostgresStore:
             return cur.rowcount
 
     def ping(self) -> None:
-        with self._lock:
-            try:
-                conn = self._connection()
+        try:
+            with self._db.use() as conn:
                 conn.execute("select 1").fetchone()
                 conn.rollback()
-            except psycopg.Error as error:
-                self._discard_if_broken()
-                raise StoreUnavailable(f"postgres: {_first_line(error)}") from error
+        except psycopg.Error as error:
+            raise StoreUnavailable(f"postgres: {_first_line(error)}") from error
 
     def query_events(
         self, filters: EventFilters, before: Cursor | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """The explorer's read: composed with psycopg.sql, every value a bound parameter."""
         query, params = _select(filters, before, limit)
-        with self._lock:
-            try:
-                conn = self._connection()
+        try:
+            with self._db.use() as conn:
                 with conn.cursor(row_factory=dict_row) as cur:
                     rows = cur.execute(query, params).fetchall()
                 conn.rollback()  # read only; end the transaction psycopg opened
-            except psycopg.Error as error:
-                self._discard_if_broken()
-                raise classify(error) from error
+        except psycopg.Error as error:
+            raise classify(error) from error
         return [_row(row) for row in rows]
 
-    def _discard_if_broken(self) -> None:
-        if self._conn is not None and self._conn.broken:
-            self._conn.close()
-            self._conn = None
-
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()
 
 
 def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> None:
