@@ -120,6 +120,11 @@ def encode(event: AuditEvent, max_bytes: int) -> str:
     return payload
 
 
+def derived_id(entry_id: str) -> uuid.UUID:
+    """The id of an event that came without one: the same stream entry, the same UUID."""
+    return uuid.uuid5(ENTRY_ID_NAMESPACE, entry_id)
+
+
 def entry_time(entry_id: str) -> datetime:
     """A stream entry id starts with its Redis server time in milliseconds."""
     return datetime.fromtimestamp(int(entry_id.split("-", 1)[0]) / 1000, UTC)
@@ -151,7 +156,7 @@ def decode_entry(
     # What the producer left out is taken from the entry, so a redelivery maps to the same row.
     missing: dict[str, Any] = {}
     if "id" not in event.model_fields_set:
-        missing["id"] = uuid.uuid5(ENTRY_ID_NAMESPACE, entry_id)
+        missing["id"] = derived_id(entry_id)
     if "occurred_at" not in event.model_fields_set:
         missing["occurred_at"] = entry_time(entry_id)
     return event.model_copy(update=missing) if missing else event

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from auditq.events import ENTRY_ID_NAMESPACE, entry_time
+from auditq.events import derived_id, entry_time
 from dashboard.resources import Resources
 
 PAGE_SIZE = 50
@@ -111,7 +110,7 @@ def payload(letter: DeadLetter) -> tuple[str, str]:
         return "normal", letter.event_raw  # the worker will say again what is wrong with it
     event = dict(letter.event)
     if letter.entry_id and valid_id(letter.entry_id):
-        event.setdefault("id", str(uuid.uuid5(ENTRY_ID_NAMESPACE, letter.entry_id)))
+        event.setdefault("id", str(derived_id(letter.entry_id)))
         event.setdefault("occurred_at", entry_time(letter.entry_id).isoformat())
     category = "critical" if event.get("category") == "critical" else "normal"
     return category, json.dumps(event, ensure_ascii=False, separators=(",", ":"))

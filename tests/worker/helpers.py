@@ -19,7 +19,7 @@ import psycopg
 import redis
 
 from auditq.config import env_name
-from auditq.events import ENTRY_ID_NAMESPACE
+from auditq.events import derived_id
 from auditq.keys import GROUP, Keys
 from auditq.queue import Queue
 from auditq.stats import Stats
@@ -128,7 +128,7 @@ def enqueue(queue: Queue, payloads: list[str], chunk: int = 2000) -> list[str]:
 def expected_ids(entry_ids: list[str], payloads: list[str]) -> set[str]:
     """The row id each entry must end up as."""
     return {
-        json.loads(payload).get("id") or str(uuid.uuid5(ENTRY_ID_NAMESPACE, entry_id))
+        json.loads(payload).get("id") or str(derived_id(entry_id))
         for entry_id, payload in zip(entry_ids, payloads, strict=True)
     }
 
