@@ -6,6 +6,8 @@ Other modules never touch ``os.environ``: they take a ``Settings`` (usually from
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
@@ -96,6 +98,34 @@ class Settings(BaseSettings):
     # Base URL of the dashboard, for links in notifications (optional).
     public_url: str | None = _env("AUDITQ_PUBLIC_URL", default=None)
 
+    # --- seals (auditq/seals) ----------------------------------------------------------------
+    seal_key: SecretStr | None = _env(
+        "AUDITQ_SEAL_KEY",
+        default=None,
+        description="Base64 of a 32-byte Ed25519 private seed that signs seals"
+        " (`python -m auditq keygen` makes one). Unset: workers do not seal.",
+    )
+    seal_public_key: str | None = _env(
+        "AUDITQ_SEAL_PUBLIC_KEY",
+        default=None,
+        description="Base64 Ed25519 public key that `verify` checks seals against"
+        " (derived from AUDITQ_SEAL_KEY when that is set).",
+    )
+    seal_interval: float = _env(
+        "AUDITQ_SEAL_INTERVAL",
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds between seal passes (one worker at a time, under a Redis lease).",
+    )
+    seal_grace: float = _env(
+        "AUDITQ_SEAL_GRACE",
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="Seconds a row waits after it was stored before a seal covers it.",
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
@@ -122,6 +152,22 @@ class Settings(BaseSettings):
         if urlsplit(value.get_secret_value()).scheme not in ("postgres", "postgresql"):
             raise ValueError("must be a postgres:// or postgresql:// URL")
         return value
+
+    @field_validator("seal_key")
+    @classmethod
+    def _seal_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        ed25519_key_bytes(value.get_secret_value())
+        return value
+
+    @field_validator("seal_public_key")
+    @classmethod
+    def _seal_public_key(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        ed25519_key_bytes(value)
+        return value.strip()
 
     @field_validator("url_prefix")
     @classmethod
@@ -155,6 +201,17 @@ class Settings(BaseSettings):
         if self.database_url:
             return "postgres"
         return None
+
+
+def ed25519_key_bytes(text: str) -> bytes:
+    """The 32 bytes an Ed25519 key setting holds (standard or URL-safe base64)."""
+    try:
+        raw = base64.b64decode(text.strip().replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError("must be base64 of 32 bytes (python -m auditq keygen prints one)")
+    return raw
 
 
 def _describe(error: ValidationError) -> str:

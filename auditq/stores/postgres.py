@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from auditq.events import ROW_COLUMNS, AuditEvent
+from auditq.seals.canonical import SEALED_COLUMNS
 from auditq.stores import (
     MAX_QUERY_LIMIT,
     QUERY_COLUMNS,
@@ -30,6 +31,9 @@ from auditq.stores import (
     IngestPath,
     StoreUnavailable,
 )
+from auditq.stores.seals import SEAL_COLUMNS, seal_record
+
+_SEALED = ", ".join(f"{c}::text as {c}" if c == "txid" else c for c in SEALED_COLUMNS)
 
 _COLUMNS = ", ".join(ROW_COLUMNS)
 _STAGING = "auditq_incoming"
@@ -152,6 +156,87 @@ class PostgresStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # --- seals (auditq/seals): the sealer's and the verifier's reads and the seal write ----
+
+    def seal_horizon(self) -> tuple[int, datetime]:
+        with self._read() as conn:
+            xmin, now = conn.execute("select * from public.audit_seal_horizon()").fetchone()
+        return int(xmin), now
+
+    def sealable_rows(
+        self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Rows with from_txid <= txid < to_txid, in (txid, id) order, after the keyset."""
+        query = (
+            f"select {_SEALED} from public.audit_logs where txid >= %s::xid8 and txid < %s::xid8"
+        )
+        params: list[Any] = [str(from_txid), str(to_txid)]
+        if after is not None:
+            query += " and (txid, id) > (%s::xid8, %s::uuid)"
+            params += [str(after[0]), after[1]]
+        query += " order by txid, id limit %s"
+        params.append(limit)
+        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, params).fetchall()
+
+    def last_seal(self) -> dict[str, Any] | None:
+        seals = self._seals("order by seal_no desc limit 1", [], leaves=False)
+        return seals[0] if seals else None
+
+    def list_seals(self, after_no: int, limit: int, leaves: bool = True) -> list[dict[str, Any]]:
+        tail = "where seal_no > %s order by seal_no limit %s"
+        return self._seals(tail, [after_no, limit], leaves)
+
+    def add_seal(self, seal: dict[str, Any]) -> bool:
+        """Insert one seal; False when another sealer already took its place in the chain."""
+        columns = [c for c in SEAL_COLUMNS if c != "leaves"] + ["leaves"]
+        values = [str(seal[c]) if c.endswith("_txid") else seal[c] for c in columns]
+        query = sql.SQL("insert into public.audit_seals ({}) values ({})").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(
+                sql.SQL("%s::xid8" if c.endswith("_txid") else "%s") for c in columns
+            ),
+        )
+        try:
+            with self._db.use() as conn, conn.transaction():
+                conn.execute(query, values)
+        except psycopg.errors.UniqueViolation:
+            return False
+        except psycopg.Error as error:
+            raise classify(error) from error
+        return True
+
+    def unsealed(self, from_txid: int) -> tuple[int, datetime | None]:
+        """How many rows no seal covers yet, and when the oldest of them was stored."""
+        with self._read() as conn:
+            count, oldest = conn.execute(
+                "select count(*), min(received_at) from public.audit_logs where txid >= %s::xid8",
+                [str(from_txid)],
+            ).fetchone()
+        return count, oldest
+
+    def _seals(self, tail: str, params: list[Any], leaves: bool) -> list[dict[str, Any]]:
+        columns = ", ".join(
+            f"{c}::text as {c}" if c.endswith("_txid") else c
+            for c in SEAL_COLUMNS
+            if leaves or c != "leaves"
+        )
+        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+            query = f"select {columns} from public.audit_seals {tail}"
+            rows = cur.execute(query, params).fetchall()
+        return [seal_record(row) for row in rows]
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection]:
+        try:
+            with self._db.use() as conn:
+                try:
+                    yield conn
+                finally:
+                    conn.rollback()  # read only; end the transaction psycopg opened
+        except psycopg.Error as error:
+            raise classify(error) from error
 
 
 def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> None:

@@ -11,12 +11,14 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import httpx
 from postgrest import APIError, CountMethod, ReturnMethod
 from supabase import Client, ClientOptions, create_client
 
 from auditq.events import AuditEvent, to_row
+from auditq.seals.canonical import SEALED_COLUMNS
 from auditq.stores import (
     MAX_QUERY_LIMIT,
     QUERY_COLUMNS,
@@ -26,8 +28,10 @@ from auditq.stores import (
     IngestPath,
     StoreUnavailable,
 )
+from auditq.stores.seals import SEAL_COLUMNS, seal_record, to_bytea
 
 TABLE = "audit_logs"
+SEALS = "audit_seals"
 _DATA_CODE = re.compile(r"^(22|23)[0-9A-Z]{3}$|^400$")
 
 
@@ -106,6 +110,78 @@ class SupabaseStore:
             .limit(max(1, min(int(limit), MAX_QUERY_LIMIT)))
         )
         return [_row(row) for row in _run(query).data]
+
+    # --- seals (auditq/seals): the sealer's and the verifier's reads and the seal write ----
+
+    def seal_horizon(self) -> tuple[int, datetime]:
+        (row,) = _run(self.client.rpc("audit_seal_horizon")).data
+        return int(row["xmin"]), datetime.fromisoformat(row["db_now"])
+
+    def sealable_rows(
+        self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Rows with from_txid <= txid < to_txid, in (txid, id) order, after the keyset.
+
+        The bounds are ints and a UUID this code formats, so the logic tree is safe text."""
+        query = (
+            self.client.table(TABLE)
+            .select(",".join(SEALED_COLUMNS))
+            .gte("txid", str(from_txid))
+            .lt("txid", str(to_txid))
+        )
+        if after is not None:
+            txid, last_id = int(after[0]), str(UUID(str(after[1])))
+            query = query.or_(f"txid.gt.{txid},and(txid.eq.{txid},id.gt.{last_id})")
+        query = query.order("txid").order("id").limit(limit)
+        return _run(query).data
+
+    def last_seal(self) -> dict[str, Any] | None:
+        columns = ",".join(c for c in SEAL_COLUMNS if c != "leaves")
+        query = self.client.table(SEALS).select(columns).order("seal_no", desc=True).limit(1)
+        return next((seal_record(row) for row in _run(query).data), None)
+
+    def list_seals(self, after_no: int, limit: int, leaves: bool = True) -> list[dict[str, Any]]:
+        columns = ",".join(c for c in SEAL_COLUMNS if leaves or c != "leaves")
+        query = (
+            self.client.table(SEALS)
+            .select(columns)
+            .gt("seal_no", after_no)
+            .order("seal_no")
+            .limit(limit)
+        )
+        return [seal_record(row) for row in _run(query).data]
+
+    def add_seal(self, seal: dict[str, Any]) -> bool:
+        """Insert one seal; False when another sealer already took its place in the chain."""
+        row = {
+            c: to_bytea(v) if isinstance(v, bytes) else _seal_value(v)
+            for c, v in seal.items()
+            if c in SEAL_COLUMNS
+        }
+        try:
+            _run(self.client.table(SEALS).insert(row, returning=ReturnMethod.minimal))
+        except DataRejected as error:
+            if str(error).startswith("postgrest 23505"):
+                return False
+            raise
+        return True
+
+    def unsealed(self, from_txid: int) -> tuple[int, datetime | None]:
+        """How many rows no seal covers yet, and when the oldest of them was stored."""
+        query = (
+            self.client.table(TABLE)
+            .select("received_at", count=CountMethod.exact)
+            .gte("txid", str(from_txid))
+            .order("received_at")
+            .limit(1)
+        )
+        response = _run(query)
+        oldest = response.data[0]["received_at"] if response.data else None
+        return response.count or 0, datetime.fromisoformat(oldest) if oldest else None
+
+
+def _seal_value(value: Any) -> Any:
+    return _timestamp(value) if isinstance(value, datetime) else value
 
 
 def _run(query):

@@ -1,0 +1,76 @@
+-- Tamper-evident seals over audit_logs (auditq/seals). See auditq/seals/__init__.py for the design.
+
+-- Where a row falls in commit order: the id of the transaction that inserted it. Every row of a
+-- transaction with txid < pg_snapshot_xmin(pg_current_snapshot()) is committed (or gone for
+-- good), so a seal over [from_txid, to_txid) with to_txid <= that horizon covers a final set
+-- of rows, however concurrently and out of order the workers committed. A row whose
+-- transaction was still open gets a txid >= the horizon and lands in a later seal.
+-- Existing rows all take the migration's own transaction id (one final group).
+alter table public.audit_logs
+    add column if not exists txid xid8 not null default pg_current_xact_id();
+create index if not exists audit_logs_txid_idx on public.audit_logs (txid, id);
+
+-- No inserter may choose its own position (a forged old txid would slip into a sealed
+-- range): the service role may insert every column but txid, which always takes the default.
+revoke insert on table public.audit_logs from service_role;
+grant insert (id, occurred_at, received_at, action, category, actor_type, actor_id,
+              target_type, target_id, tenant_id, outcome, ip, user_agent, request_id,
+              metadata, ingest_path)
+    on table public.audit_logs to service_role;
+
+-- One row per seal: a chain (seal_no, prev_hash) that two sealers cannot fork (the primary
+-- key and the unique prev_hash let exactly one of two competing seals in), written in one
+-- INSERT (a sealer killed mid-pass leaves no half seal).
+create table if not exists public.audit_seals (
+    seal_no    bigint primary key check (seal_no >= 1),
+    prev_hash  bytea not null unique check (octet_length(prev_hash) = 32),
+    from_txid  xid8 not null,
+    to_txid    xid8 not null check (to_txid > from_txid),
+    row_count  bigint not null check (row_count >= 1),
+    -- 48 bytes per row, in (txid, id) order: the row's uuid then the sha256 of its canonical form.
+    leaves     bytea not null,
+    root       bytea not null check (octet_length(root) = 32),
+    sealed_at  timestamptz not null,
+    public_key bytea not null check (octet_length(public_key) = 32),
+    hash       bytea not null unique check (octet_length(hash) = 32),
+    signature  bytea not null check (octet_length(signature) = 64)
+);
+-- The ranges tile the txid line: each seal starts where the previous one ended.
+create unique index if not exists audit_seals_from_txid_key on public.audit_seals (from_txid);
+
+alter table public.audit_seals enable row level security;
+revoke all on table public.audit_seals from anon, authenticated, service_role;
+grant select, insert on table public.audit_seals to service_role;
+
+-- One refusal for every append-only table, naming the table.
+create or replace function public.auditq_refuse_change() returns trigger
+language plpgsql as $$
+begin
+    raise exception '% is append-only: % refused', tg_table_name, tg_op
+        using errcode = 'insufficient_privilege';
+end;
+$$;
+
+drop trigger if exists audit_seals_append_only on public.audit_seals;
+create trigger audit_seals_append_only
+    before update or delete on public.audit_seals
+    for each row execute function public.auditq_refuse_change();
+
+drop trigger if exists audit_seals_no_truncate on public.audit_seals;
+create trigger audit_seals_no_truncate
+    before truncate on public.audit_seals
+    for each statement execute function public.auditq_refuse_change();
+
+-- audit_logs already refuses UPDATE/DELETE (row trigger) and TRUNCATE (statement trigger) for
+-- every role, its owner included (20261127000000_audit_logs.sql); nothing to add there.
+
+-- The sealer's horizon, callable through PostgREST (rpc) by a worker that has only the
+-- service key: every transaction with a txid below xmin has ended. Also the database's clock,
+-- so AUDITQ_SEAL_GRACE is measured against the same clock that set received_at.
+create or replace function public.audit_seal_horizon()
+returns table (xmin text, db_now timestamptz)
+language sql stable as $$
+    select pg_snapshot_xmin(pg_current_snapshot())::text, now();
+$$;
+revoke all on function public.audit_seal_horizon() from public, anon, authenticated;
+grant execute on function public.audit_seal_horizon() to service_role;
