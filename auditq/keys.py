@@ -43,3 +43,13 @@ class Keys:
 
     def lock(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"
+
+    @property
+    def seal_pass(self) -> str:
+        """JSON: the last seal pass (when, seals, rows, head, error), written by the sealer."""
+        return f"{self.prefix}:seals:pass"
+
+    @property
+    def seal_verify(self) -> str:
+        """JSON: the last verify result the dashboard ran (ok, counts, head, findings)."""
+        return f"{self.prefix}:seals:verify"

@@ -100,6 +100,10 @@ class Worker:
         # Alert evaluation runs in workers and web processes alike (a Redis lease picks one
         # at a time), so alerts keep working whichever of them is alive.
         self.alerts = add_alert_job(scheduler, s)
+        # Seals (auditq/seals): every worker schedules them, a Redis lease picks one at a time.
+        from auditq.seals.job import add_job as add_seal_job
+
+        self.seals = add_seal_job(scheduler, s, self.store, self.queue.redis)
         return scheduler
 
     def run(self) -> int:
