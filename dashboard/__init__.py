@@ -45,6 +45,8 @@ BLUEPRINTS: list[str] = [
     "dashboard.api.alerts",
     "dashboard.metrics",
     "dashboard.health",
+    "dashboard.views.integrity",
+    "dashboard.api.integrity",
 ]
 
 SESSION_LIFETIME = timedelta(hours=12)

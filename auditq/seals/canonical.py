@@ -132,6 +132,7 @@ def seal_header(seal: Mapping[str, Any]) -> bytes:
             str(int(seal["from_txid"])),
             str(int(seal["to_txid"])),
             int(seal["row_count"]),
+            int(seal["total_rows"]),
             seal["root"].hex(),
             timestamp(seal["sealed_at"]),
             seal["public_key"].hex(),

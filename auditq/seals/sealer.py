@@ -87,6 +87,7 @@ def seal_once(
         "from_txid": start,
         "to_txid": end,
         "row_count": count,
+        "total_rows": (last["total_rows"] if last else 0) + count,
         "root": canonical.root(bytes(leaves)),
         "sealed_at": db_now,
         "public_key": signer.public_key,

@@ -123,7 +123,8 @@ def _seals(store: Store, with_leaves: bool) -> Iterator[dict[str, Any]]:
 def _check_link(report: Report, previous: dict[str, Any] | None, seal: dict[str, Any]) -> None:
     no = seal["seal_no"]
     if previous is None:
-        if no == 1 and seal["prev_hash"] == canonical.GENESIS and seal["from_txid"] == 0:
+        first = seal["total_rows"] == seal["row_count"] and seal["from_txid"] == 0
+        if no == 1 and seal["prev_hash"] == canonical.GENESIS and first:
             return
         # With a --since cut the first seal read is still seal 1: history is read whole.
         _add(report, "broken_link", no, None, "the chain does not start at seal 1")
@@ -134,6 +135,8 @@ def _check_link(report: Report, previous: dict[str, Any] | None, seal: dict[str,
         _add(report, "broken_link", no, None, f"prev_hash is not seal {previous['seal_no']}'s hash")
     if seal["from_txid"] != previous["to_txid"]:
         _add(report, "broken_link", no, None, "its txid range does not start where the last ended")
+    if seal["total_rows"] != previous["total_rows"] + seal["row_count"]:
+        _add(report, "broken_link", no, None, "its running row total does not follow the last")
 
 
 def _check_seal(report: Report, checker: Checker, seal: dict[str, Any]) -> None:

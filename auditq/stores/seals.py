@@ -16,6 +16,7 @@ SEAL_COLUMNS = (
     "from_txid",
     "to_txid",
     "row_count",
+    "total_rows",
     "root",
     "sealed_at",
     "public_key",
@@ -23,7 +24,7 @@ SEAL_COLUMNS = (
     "signature",
     "leaves",
 )
-_INTS = ("seal_no", "from_txid", "to_txid", "row_count")
+_INTS = ("seal_no", "from_txid", "to_txid", "row_count", "total_rows")
 _BYTES = ("prev_hash", "root", "public_key", "hash", "signature", "leaves")
 
 

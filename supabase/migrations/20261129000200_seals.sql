@@ -27,6 +27,7 @@ create table if not exists public.audit_seals (
     from_txid  xid8 not null,
     to_txid    xid8 not null check (to_txid > from_txid),
     row_count  bigint not null check (row_count >= 1),
+    total_rows bigint not null check (total_rows >= row_count),  -- rows sealed up to this seal
     -- 48 bytes per row, in (txid, id) order: the row's uuid then the sha256 of its canonical form.
     leaves     bytea not null,
     root       bytea not null check (octet_length(root) = 32),

@@ -32,7 +32,15 @@ def test_the_error_never_echoes_a_secret(make_settings):
 def test_every_blueprint_module_is_registered(app):
     assert len(app.blueprints) == len(BLUEPRINTS)
     labels = [item.label for item in app.extensions["auditq_nav"]]
-    assert labels == ["Overview", "Workers", "Alerts", "Dead letters", "Explorer", "Settings"]
+    assert labels == [
+        "Overview",
+        "Workers",
+        "Alerts",
+        "Dead letters",
+        "Integrity",
+        "Explorer",
+        "Settings",
+    ]
 
 
 def test_pages_carry_the_security_headers(admin, client):

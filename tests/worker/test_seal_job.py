@@ -22,8 +22,13 @@ def unsealed(dsn: str) -> int:
 
 def test_two_workers_drain_and_seal_into_one_chain(workers, queue, redis_client, clean_db):
     pair = signing.generate()
-    knobs = {"seal_key": pair.private, "seal_interval": 0.3, "seal_grace": 0, "batch_start": 100,
-             "batch_max": 300}  # fmt: skip
+    knobs = {
+        "seal_key": pair.private,
+        "seal_interval": 0.3,
+        "seal_grace": 0,
+        "batch_start": 100,
+        "batch_max": 300,  # many small transactions, so the seals interleave with the drain
+    }
     workers.start(**knobs)
     workers.start(**knobs)
     enqueue(queue, make_events(4000))
