@@ -115,7 +115,9 @@ def test_an_edited_or_removed_seal_breaks_the_chain(store, signer, checker, clea
     store.insert_events(events(6, start=12))
     seal_pass(store, signer, grace=0)
     with superuser(clean_db) as conn:
-        conn.execute("update audit_seals set row_count = 7 where seal_no = 1")
+        conn.execute(
+            "update audit_seals set sealed_at = sealed_at - interval '1 day' where seal_no = 1"
+        )
         conn.execute("delete from audit_seals where seal_no = 2")
     found = {(f.kind, f.seal_no) for f in verify(store, checker).findings}
     assert ("bad_seal", 1) in found and ("bad_signature", 1) not in found
