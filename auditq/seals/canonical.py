@@ -4,9 +4,10 @@ Both the sealer and the verifier compute these bytes from what they read, throug
 store, so every value is first normalised to one text form whatever the reader returned:
 
 - the row is a JSON array of SEALED_COLUMNS' values, in that order;
-- ``id``: the UUID in lower-case 8-4-4-4-12 form;
+- ``id``: the UUID in lower-case 8-4-4-4-12 form (PostgreSQL's text output of uuid);
 - times: UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (always six fraction digits);
-- ``ip``: ``ipaddress.ip_interface(value).exploded`` (IPv6 fully expanded, always a /prefix);
+- ``ip``: PostgreSQL's text output of inet (``192.0.2.7``, ``2001:db8::7``, ``10.0.0.1/8``),
+  which is what both stores read (psycopg selects ``ip::text``; PostgREST sends that text);
 - ``metadata``: the JSON object itself, keys sorted by code point;
 - ``txid``: the decimal string of the inserting transaction's id;
 - other columns: their text, or null;
@@ -24,7 +25,6 @@ seal hash = SHA-256(b"auditq/seal/v1\\0" + canonical JSON of the seal header, se
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -69,7 +69,9 @@ def parse_time(value: datetime | str) -> datetime:
 
 
 def timestamp(value: datetime | str) -> str:
-    return parse_time(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is C code, several times faster than strftime; the shape is fixed by
+    # timespec and the UTC conversion ("+00:00" becomes "Z").
+    return parse_time(value).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def _dumps(value: Any) -> bytes:
@@ -78,24 +80,21 @@ def _dumps(value: Any) -> bytes:
     ).encode()
 
 
+_TEXT = SEALED_COLUMNS[3:15]  # action .. ingest_path: text (or null) as read
+assert SEALED_COLUMNS[:3] == ("id", "occurred_at", "received_at")
+assert SEALED_COLUMNS[15:] == ("metadata", "txid")
+
+
 def canonical_row(row: Mapping[str, Any]) -> bytes:
-    values: list[Any] = []
-    for column in SEALED_COLUMNS:
-        value = row.get(column)
-        if value is None:
-            values.append(None)
-        elif column == "id":
-            values.append(str(UUID(str(value))))
-        elif column in ("occurred_at", "received_at"):
-            values.append(timestamp(value))
-        elif column == "ip":
-            values.append(ipaddress.ip_interface(str(value)).exploded)
-        elif column == "metadata":
-            values.append(value)
-        elif column == "txid":
-            values.append(str(int(value)))
-        else:
-            values.append(str(value))
+    # id, the times and txid are NOT NULL in the table; the rest may be null.
+    values = [
+        str(row["id"]).lower(),
+        timestamp(row["occurred_at"]),
+        timestamp(row["received_at"]),
+        *[None if (v := row.get(c)) is None else str(v) for c in _TEXT],
+        row.get("metadata"),
+        str(int(row["txid"])),
+    ]
     return _dumps(values)
 
 

@@ -33,7 +33,8 @@ from auditq.stores import (
 )
 from auditq.stores.seals import SEAL_COLUMNS, seal_record
 
-_SEALED = ", ".join(f"{c}::text as {c}" if c == "txid" else c for c in SEALED_COLUMNS)
+# uuid, inet and xid8 as their text output: the canonical form uses PostgreSQL's own text.
+_SEALED = ", ".join(f"{c}::text as {c}" if c in ("id", "ip", "txid") else c for c in SEALED_COLUMNS)
 
 _COLUMNS = ", ".join(ROW_COLUMNS)
 _STAGING = "auditq_incoming"

@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Sealing and verify rates (rows/s) beside the one-worker drain rate of the same run.
+
+    python bench/seal.py --rows 100000
+
+One worker drains ROWS events into Postgres (bench/drain.py's helpers); then the rows are
+sealed in one pass and verified, through the postgres store (psycopg) and the supabase
+store (supabase-py through PostgREST). Target: sealing at least 3x the drain rate, so the
+sealer never becomes the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import psycopg
+from common import save, services, table
+from drain import drain_rate
+
+from auditq.config import Settings
+from auditq.seals import signing
+from auditq.seals.sealer import seal_pass
+from auditq.seals.verify import verify
+from auditq.stores.postgres import PostgresStore
+from auditq.stores.supabase import SupabaseStore
+
+NAME = "Seal and verify rates"
+
+
+def drop_seals(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("set session_replication_role = replica")
+        conn.execute("truncate public.audit_seals")
+
+
+def timed(run) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = run()
+    return time.perf_counter() - started, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    n = args.rows
+    pair = signing.generate()
+    signer = signing.signer(Settings(seal_key=pair.private))
+    checker = signing.checker(Settings(seal_public_key=pair.public))
+    rows: list[list[object]] = []
+    with services() as svc:
+        drain = drain_rate(svc, "postgres", n, 1)
+        rows.append(["drain, 1 worker (postgres store)", "-", f"{drain:,.0f}", "1.00"])
+        stores = {
+            "postgres": PostgresStore(svc.dsn, timeout=300),
+            "supabase": SupabaseStore(svc.supabase.url, svc.supabase.service_key, timeout=300),
+        }
+        for name, store in stores.items():
+            drop_seals(svc.dsn)
+            seconds, result = timed(lambda s=store: seal_pass(s, signer, 0, budget=3600))
+            assert result.rows == n, result
+            rate = n / seconds
+            rows.append(
+                [f"seal ({name} store)", result.seals, f"{rate:,.0f}", f"{rate / drain:.2f}"]
+            )
+            seconds, report = timed(lambda s=store: verify(s, checker))
+            assert report.ok and report.rows == n, report.findings[:5]
+            rate = n / seconds
+            rows.append(
+                [f"verify ({name} store)", report.seals, f"{rate:,.0f}", f"{rate / drain:.2f}"]
+            )
+            store.close()
+    seal_pg = float(rows[1][2].replace(",", ""))
+    verdict = "met" if seal_pg >= 3 * drain else "NOT met"
+    body = (
+        f"{n:,} rows; one seal pass over all of them, then one verify.\n\n"
+        + table(["what", "seals", "rows/s", "x drain"], rows)
+        + f"\n\nTarget: sealing >= 3x the one-worker drain rate: **{seal_pg / drain:.1f}x**"
+        f" (postgres store), {verdict}."
+    )
+    save(NAME, f"python bench/seal.py --rows {n}", body)
+
+
+if __name__ == "__main__":
+    main()
