@@ -5,16 +5,19 @@ store, so every value is first normalised to one text form whatever the reader r
 
 - the row is a JSON array of SEALED_COLUMNS' values, in that order;
 - ``id``: the UUID in lower-case 8-4-4-4-12 form (PostgreSQL's text output of uuid);
-- times: UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (always six fraction digits);
+- times: UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, the fraction (six digits) left out when the
+  microseconds are zero (orjson's RFC 3339 form with OPT_UTC_Z);
 - ``ip``: PostgreSQL's text output of inet (``192.0.2.7``, ``2001:db8::7``, ``10.0.0.1/8``),
-  which is what both stores read (psycopg selects ``ip::text``; PostgREST sends that text);
+  which is what both stores read (psycopg selects ``abbrev(ip)``; PostgREST sends that text);
 - ``metadata``: the JSON object itself, keys sorted by code point;
 - ``txid``: the decimal string of the inserting transaction's id;
 - other columns: their text, or null;
-- serialised with sorted keys, no whitespace (``,`` and ``:``), UTF-8 without escaping
-  non-ASCII, numbers as Python writes them (ints exact, floats shortest round-trip).
-  This is RFC 8785 (JCS) for everything audit rows hold except number spelling and key
-  order beyond the BMP, which JCS defines in UTF-16 terms.
+- serialised by orjson with OPT_SORT_KEYS: keys sorted by code point, no whitespace, UTF-8
+  without escaping non-ASCII, integers exact, floats shortest round-trip (``1e16``,
+  ``0.1``). A row whose metadata holds an integer beyond 64 bits (orjson refuses those) is
+  serialised by Python's json module instead (sort_keys, separators ``,``/``:``,
+  ensure_ascii off), which writes it exactly. This is RFC 8785 (JCS) for everything audit
+  rows hold except float spelling and key order beyond the BMP (UTF-16 in JCS).
 
 row hash = SHA-256(b"auditq/row/v1\\0" + canonical bytes)
 leaf     = id (16 raw bytes) + row hash (32 bytes)
@@ -30,6 +33,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 # The columns a seal covers, in canonical order. Changing this list is a new format version.
 SEALED_COLUMNS = (
@@ -68,16 +73,25 @@ def parse_time(value: datetime | str) -> datetime:
     return value.astimezone(UTC)
 
 
+_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z
+
+
 def timestamp(value: datetime | str) -> str:
-    # isoformat is C code, several times faster than strftime; the shape is fixed by
-    # timespec and the UTC conversion ("+00:00" becomes "Z").
-    return parse_time(value).isoformat(timespec="microseconds")[:-6] + "Z"
+    return orjson.dumps(parse_time(value), option=_OPTIONS)[1:-1].decode()
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(
-        value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
-    ).encode()
+    try:
+        return orjson.dumps(value, option=_OPTIONS)
+    except TypeError:  # an integer beyond 64 bits (in metadata): the stdlib writes it exactly
+        return json.dumps(
+            value,
+            ensure_ascii=False,
+            separators=(",", ":"),
+            sort_keys=True,
+            allow_nan=False,
+            default=lambda v: timestamp(v) if isinstance(v, datetime) else repr(v),
+        ).encode()
 
 
 _TEXT = SEALED_COLUMNS[3:15]  # action .. ingest_path: text (or null) as read
@@ -89,8 +103,8 @@ def canonical_row(row: Mapping[str, Any]) -> bytes:
     # id, the times and txid are NOT NULL in the table; the rest may be null.
     values = [
         str(row["id"]).lower(),
-        timestamp(row["occurred_at"]),
-        timestamp(row["received_at"]),
+        parse_time(row["occurred_at"]),
+        parse_time(row["received_at"]),
         *[None if (v := row.get(c)) is None else str(v) for c in _TEXT],
         row.get("metadata"),
         str(int(row["txid"])),

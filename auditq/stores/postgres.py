@@ -33,8 +33,12 @@ from auditq.stores import (
 )
 from auditq.stores.seals import SEAL_COLUMNS, seal_record
 
-# uuid, inet and xid8 as their text output: the canonical form uses PostgreSQL's own text.
-_SEALED = ", ".join(f"{c}::text as {c}" if c in ("id", "ip", "txid") else c for c in SEALED_COLUMNS)
+# uuid, inet and xid8 as the text PostgREST sends too (the canonical form uses it): abbrev()
+# is inet's output function (an ip::text cast would always add the /32 netmask).
+_SEALED = ", ".join(
+    {"id": "id::text as id", "ip": "abbrev(ip) as ip", "txid": "txid::text as txid"}.get(c, c)
+    for c in SEALED_COLUMNS
+)
 
 _COLUMNS = ", ".join(ROW_COLUMNS)
 _STAGING = "auditq_incoming"
