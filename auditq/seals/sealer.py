@@ -72,11 +72,10 @@ def seal_once(
     for row in _rows(store, start, horizon):
         txid = int(row["txid"])
         # A seal ends only between transactions: a range boundary is a txid.
-        stored_at = canonical.parse_time(row["received_at"])
-        if txid != previous_txid and (count >= max_rows or stored_at > cutoff):
+        if txid != previous_txid and (count >= max_rows or row["received_at"] > cutoff):
             end = txid
             break
-        leaves += canonical.leaf(row)
+        leaves += canonical.leaf(row["id"], row["hash"])
         count += 1
         previous_txid = txid
     if count == 0:
@@ -104,8 +103,8 @@ def seal_once(
 def _rows(store: Store, start: int, end: int) -> Iterator[dict[str, Any]]:
     after = None
     while True:
-        page = store.sealable_rows(start, end, after, PAGE)
+        page = store.seal_leaves(start, end, after, PAGE)
         yield from page
         if len(page) < PAGE:
             return
-        after = (int(page[-1]["txid"]), str(page[-1]["id"]))
+        after = (page[-1]["txid"], page[-1]["id"])

@@ -68,7 +68,15 @@ class Store(Protocol):
         self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
     ) -> list[dict[str, Any]]:
         """Rows with from_txid <= txid < to_txid in (txid, id) order, strictly after the
-        ``after`` keyset, at most ``limit``; SEALED_COLUMNS as keys, values as read."""
+        ``after`` keyset, at most ``limit``; SEALED_COLUMNS as keys, values as read
+        (``metadata`` as its jsonb text, ``ip`` as inet's output text)."""
+        ...
+
+    def seal_leaves(
+        self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """The same rows as (txid, id, received_at, hash), hashed by the database
+        (``public.audit_seal_leaves``); auditq.stores.seals.leaf_record is the shape."""
         ...
 
     def last_seal(self) -> dict[str, Any] | None:

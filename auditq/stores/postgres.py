@@ -31,12 +31,17 @@ from auditq.stores import (
     IngestPath,
     StoreUnavailable,
 )
-from auditq.stores.seals import SEAL_COLUMNS, seal_record
+from auditq.stores.seals import SEAL_COLUMNS, leaf_record, seal_record
 
-# uuid, inet and xid8 as the text PostgREST sends too (the canonical form uses it): abbrev()
-# is inet's output function (an ip::text cast would always add the /32 netmask).
+# uuid, inet, jsonb and xid8 as the text PostgREST sends too (the canonical form uses it):
+# abbrev() is inet's output function (an ip::text cast would always add the /32 netmask).
 _SEALED = ", ".join(
-    {"id": "id::text as id", "ip": "abbrev(ip) as ip", "txid": "txid::text as txid"}.get(c, c)
+    {
+        "id": "id::text as id",
+        "ip": "abbrev(ip) as ip",
+        "metadata": "metadata::text as metadata",
+        "txid": "txid::text as txid",
+    }.get(c, c)
     for c in SEALED_COLUMNS
 )
 
@@ -184,6 +189,18 @@ class PostgresStore:
         params.append(limit)
         with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(query, params).fetchall()
+
+    def seal_leaves(
+        self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """The sealer's read: (txid, id, received_at, hash) hashed by the database."""
+        after_txid, after_id = (str(after[0]), after[1]) if after else (None, None)
+        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                "select * from public.audit_seal_leaves(%s, %s, %s, %s, %s)",
+                [str(from_txid), str(to_txid), after_txid, after_id, limit],
+            ).fetchall()
+        return [leaf_record(row) for row in rows]
 
     def last_seal(self) -> dict[str, Any] | None:
         seals = self._seals("order by seal_no desc limit 1", [], leaves=False)

@@ -46,6 +46,19 @@ def seal_record(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def leaf_record(raw: dict[str, Any]) -> dict[str, Any]:
+    """A row of ``audit_seal_leaves``: txid an int, id a str, received_at aware, hash bytes."""
+    received = raw["received_at"]
+    if isinstance(received, str):
+        received = datetime.fromisoformat(received)
+    return {
+        "txid": int(raw["txid"]),
+        "id": str(raw["id"]),
+        "received_at": received.astimezone(UTC),
+        "hash": bytes.fromhex(raw["hash"]),
+    }
+
+
 def from_bytea(value: Any) -> bytes:
     """bytes from psycopg, or PostgREST's ``\\x<hex>`` text of a bytea."""
     if isinstance(value, str):

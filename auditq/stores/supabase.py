@@ -28,7 +28,7 @@ from auditq.stores import (
     IngestPath,
     StoreUnavailable,
 )
-from auditq.stores.seals import SEAL_COLUMNS, seal_record, to_bytea
+from auditq.stores.seals import SEAL_COLUMNS, leaf_record, seal_record, to_bytea
 
 TABLE = "audit_logs"
 SEALS = "audit_seals"
@@ -125,7 +125,7 @@ class SupabaseStore:
         The bounds are ints and a UUID this code formats, so the logic tree is safe text."""
         query = (
             self.client.table(TABLE)
-            .select(",".join(SEALED_COLUMNS))
+            .select(",".join("metadata::text" if c == "metadata" else c for c in SEALED_COLUMNS))
             .gte("txid", str(from_txid))
             .lt("txid", str(to_txid))
         )
@@ -134,6 +134,15 @@ class SupabaseStore:
             query = query.or_(f"txid.gt.{txid},and(txid.eq.{txid},id.gt.{last_id})")
         query = query.order("txid").order("id").limit(limit)
         return _run(query).data
+
+    def seal_leaves(
+        self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """The sealer's read: (txid, id, received_at, hash) hashed by the database."""
+        params = {"from_txid": str(from_txid), "to_txid": str(to_txid), "max_rows": limit}
+        if after is not None:
+            params |= {"after_txid": str(after[0]), "after_id": str(UUID(str(after[1])))}
+        return [leaf_record(row) for row in _run(self.client.rpc("audit_seal_leaves", params)).data]
 
     def last_seal(self) -> dict[str, Any] | None:
         columns = ",".join(c for c in SEAL_COLUMNS if c != "leaves")
