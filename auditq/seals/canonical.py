@@ -104,10 +104,6 @@ def row_hash(row: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(_ROW + canonical_row(row)).digest()
 
 
-def leaf(row_id: str, digest: bytes) -> bytes:
-    return UUID(str(row_id)).bytes + digest
-
-
 def root(leaves: bytes) -> bytes:
     if len(leaves) % LEAF_SIZE:
         raise ValueError("leaves must be whole 48-byte entries")

@@ -11,8 +11,9 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from auditq.seals import canonical
 from auditq.seals.signing import Signer
@@ -69,13 +70,12 @@ def seal_once(
     count = 0
     end = horizon
     previous_txid = None
-    for row in _rows(store, start, horizon):
-        txid = int(row["txid"])
+    for txid, row_leaf, settled in _leaves(store, start, horizon, cutoff, max_rows):
         # A seal ends only between transactions: a range boundary is a txid.
-        if txid != previous_txid and (count >= max_rows or row["received_at"] > cutoff):
+        if txid != previous_txid and (count >= max_rows or not settled):
             end = txid
             break
-        leaves += canonical.leaf(row["id"], row["hash"])
+        leaves += row_leaf
         count += 1
         previous_txid = txid
     if count == 0:
@@ -100,11 +100,19 @@ def seal_once(
     return seal
 
 
-def _rows(store: Store, start: int, end: int) -> Iterator[dict[str, Any]]:
+def _leaves(
+    store: Store, start: int, end: int, cutoff: datetime, max_rows: int
+) -> Iterator[tuple[int, bytes, bool]]:
     after = None
+    count = 0
     while True:
-        page = store.seal_leaves(start, end, after, PAGE)
+        # Up to one row past max_rows: the seal ends at the next txid after it, and rows
+        # read beyond that are hashed for nothing.
+        limit = PAGE if count > max_rows else max(1, min(PAGE, max_rows + 1 - count))
+        page = store.seal_leaves(start, end, cutoff, after, limit)
         yield from page
-        if len(page) < PAGE:
+        count += len(page)
+        if len(page) < limit:
             return
-        after = (page[-1]["txid"], page[-1]["id"])
+        txid, row_leaf, _ = page[-1]
+        after = (txid, str(UUID(bytes=row_leaf[:16])))

@@ -73,10 +73,15 @@ class Store(Protocol):
         ...
 
     def seal_leaves(
-        self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """The same rows as (txid, id, received_at, hash), hashed by the database
-        (``public.audit_seal_leaves``); auditq.stores.seals.leaf_record is the shape."""
+        self,
+        from_txid: int,
+        to_txid: int,
+        stored_before: datetime,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[tuple[int, bytes, bool]]:
+        """The same rows as (txid, 48-byte leaf, stored at or before ``stored_before``),
+        hashed by the database (``public.audit_seal_leaves``)."""
         ...
 
     def last_seal(self) -> dict[str, Any] | None:

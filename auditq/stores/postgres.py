@@ -191,14 +191,19 @@ class PostgresStore:
             return cur.execute(query, params).fetchall()
 
     def seal_leaves(
-        self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """The sealer's read: (txid, id, received_at, hash) hashed by the database."""
+        self,
+        from_txid: int,
+        to_txid: int,
+        stored_before: datetime,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[tuple[int, bytes, bool]]:
+        """The sealer's read: (txid, leaf, settled) per row, hashed by the database."""
         after_txid, after_id = (str(after[0]), after[1]) if after else (None, None)
         with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(
-                "select * from public.audit_seal_leaves(%s, %s, %s, %s, %s)",
-                [str(from_txid), str(to_txid), after_txid, after_id, limit],
+                "select * from public.audit_seal_leaves(%s, %s, %s, %s, %s, %s)",
+                [str(from_txid), str(to_txid), stored_before, after_txid, after_id, limit],
             ).fetchall()
         return [leaf_record(row) for row in rows]
 

@@ -46,17 +46,9 @@ def seal_record(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def leaf_record(raw: dict[str, Any]) -> dict[str, Any]:
-    """A row of ``audit_seal_leaves``: txid an int, id a str, received_at aware, hash bytes."""
-    received = raw["received_at"]
-    if isinstance(received, str):
-        received = datetime.fromisoformat(received)
-    return {
-        "txid": int(raw["txid"]),
-        "id": str(raw["id"]),
-        "received_at": received.astimezone(UTC),
-        "hash": bytes.fromhex(raw["hash"]),
-    }
+def leaf_record(raw: dict[str, Any]) -> tuple[int, bytes, bool]:
+    """A row of ``audit_seal_leaves`` as (txid, 48-byte leaf, settled)."""
+    return int(raw["txid"]), from_bytea(raw["leaf"]), bool(raw["settled"])
 
 
 def from_bytea(value: Any) -> bytes:

@@ -136,10 +136,20 @@ class SupabaseStore:
         return _run(query).data
 
     def seal_leaves(
-        self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """The sealer's read: (txid, id, received_at, hash) hashed by the database."""
-        params = {"from_txid": str(from_txid), "to_txid": str(to_txid), "max_rows": limit}
+        self,
+        from_txid: int,
+        to_txid: int,
+        stored_before: datetime,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[tuple[int, bytes, bool]]:
+        """The sealer's read: (txid, leaf, settled) per row, hashed by the database."""
+        params: dict[str, Any] = {
+            "from_txid": str(from_txid),
+            "to_txid": str(to_txid),
+            "stored_before": _timestamp(stored_before),
+            "max_rows": limit,
+        }
         if after is not None:
             params |= {"after_txid": str(after[0]), "after_id": str(UUID(str(after[1])))}
         return [leaf_record(row) for row in _run(self.client.rpc("audit_seal_leaves", params)).data]

@@ -92,17 +92,19 @@ language sql stable as $$
     )::text;
 $$;
 
--- What the sealer needs of each row, hashed in the database (C speed, and only 48 bytes a row
--- cross the wire): rows with from_txid <= txid < to_txid in (txid, id) order, after a keyset.
--- hash = sha256('auditq/row/v1' || NUL || canonical text as UTF-8).
+-- What the sealer needs of each row, hashed in the database (C speed, 48 bytes a row over
+-- the wire): rows with from_txid <= txid < to_txid in (txid, id) order, after a keyset.
+-- leaf = the uuid's 16 bytes || sha256('auditq/row/v1' || NUL || canonical text as UTF-8);
+-- settled: stored at or before stored_before (AUDITQ_SEAL_GRACE ago).
 create or replace function public.audit_seal_leaves(
-    from_txid text, to_txid text, after_txid text default null, after_id uuid default null,
-    max_rows integer default 2000
-) returns table (txid text, id uuid, received_at timestamptz, hash text)
+    from_txid text, to_txid text, stored_before timestamptz,
+    after_txid text default null, after_id uuid default null, max_rows integer default 2000
+) returns table (txid text, leaf bytea, settled boolean)
 language sql stable as $$
-    select l.txid::text, l.id, l.received_at,
-           encode(sha256(decode('6175646974712f726f772f763100', 'hex')
-                         || convert_to(public.audit_row_canonical(l), 'UTF8')), 'hex')
+    select l.txid::text,
+           uuid_send(l.id) || sha256(decode('6175646974712f726f772f763100', 'hex')
+                                     || convert_to(public.audit_row_canonical(l), 'UTF8')),
+           l.received_at <= stored_before
     from public.audit_logs l
     where l.txid >= from_txid::xid8 and l.txid < to_txid::xid8
       and (after_txid is null or (l.txid, l.id) > (after_txid::xid8, after_id))
@@ -110,7 +112,7 @@ language sql stable as $$
     limit max_rows;
 $$;
 revoke all on function public.audit_row_canonical(public.audit_logs) from public, anon, authenticated;
-revoke all on function public.audit_seal_leaves(text, text, text, uuid, integer)
+revoke all on function public.audit_seal_leaves(text, text, timestamptz, text, uuid, integer)
     from public, anon, authenticated;
 grant execute on function public.audit_row_canonical(public.audit_logs) to service_role;
-grant execute on function public.audit_seal_leaves(text, text, text, uuid, integer) to service_role;
+grant execute on function public.audit_seal_leaves(text, text, timestamptz, text, uuid, integer) to service_role;
