@@ -23,8 +23,11 @@ n+1 starts where seal n ended (seal 1 starts at 0). Consequences:
   open transaction anywhere in the cluster holds the horizon back, and rows wait (the
   "unsealed" backlog and its age show that).
 
-A seal ends only between transactions (its bounds are txids), and after MAX_ROWS rows or at
-the first row stored less than AUDITQ_SEAL_GRACE seconds ago (database clock).
+A seal ends only between transactions (its bounds are txids): after the transaction holding
+its MAX_ROWS-th row, or before the first transaction with a row stored less than
+AUDITQ_SEAL_GRACE seconds ago (database clock). The database computes a seal's leaves
+(``public.audit_seal_next``, one call per seal through psycopg or PostgREST's rpc), so a
+worker with only SUPABASE_URL and the service key seals as fast as one with DATABASE_URL.
 
 A seal stores its leaves (row id + row hash, 48 bytes a row, in (txid, id) order), their
 root, the previous seal's hash, its number, range, row count, time and public key; its hash

@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from auditq.config import load_settings
 from auditq.seals import signing
-from auditq.stores import StoreError, open_store
+from auditq.stores import Store, StoreError, open_store
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -43,36 +47,28 @@ def seal_command(_args: argparse.Namespace) -> int:
 
     settings = load_settings()
     signer = signing.signer(settings)
-    store = _store(settings)
-    if store is None:
+    result = _with_store(
+        settings, "seal", lambda store: seal_pass(store, signer, settings.seal_grace)
+    )
+    if result is None:
         return EXIT_ERROR
-    try:
-        result = seal_pass(store, signer, settings.seal_grace)
-    except StoreError as error:
-        print(f"auditq seal: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    finally:
-        store.close()
     head = result.head.hex() if result.head else "unchanged"
     print(f"sealed {result.rows} row(s) in {result.seals} seal(s); head {head}")
     return EXIT_OK
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    from auditq.seals.verify import NoSeals, verify
+    from auditq.seals.verify import verify
 
     settings = load_settings()
     checker = signing.checker(settings)
-    store = _store(settings)
-    if store is None:
+    report = _with_store(
+        settings,
+        "verify",
+        lambda store: verify(store, checker, since=args.since, expect_head=args.expect_head),
+    )
+    if report is None:
         return EXIT_ERROR
-    try:
-        report = verify(store, checker, since=args.since, expect_head=args.expect_head)
-    except (NoSeals, StoreError) as error:
-        print(f"auditq verify: could not verify: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -95,11 +91,21 @@ def keygen_command(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _store(settings):
+def _with_store(settings, command: str, work: Callable[[Store], T]) -> T | None:
+    """Run ``work`` on the configured store; None (after saying why) when it could not."""
+    from auditq.seals.verify import NoSeals
+
     store = open_store(settings)
     if store is None:
         print("auditq: no store configured (set SUPABASE_URL or DATABASE_URL)", file=sys.stderr)
-    return store
+        return None
+    try:
+        return work(store)
+    except (NoSeals, StoreError) as error:
+        print(f"auditq {command}: could not {command}: {error}", file=sys.stderr)
+        return None
+    finally:
+        store.close()
 
 
 def _aware_time(text: str) -> datetime:

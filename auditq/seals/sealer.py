@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from uuid import UUID
 
 from auditq.seals import canonical
 from auditq.seals.signing import Signer
@@ -21,7 +19,6 @@ from auditq.stores import Store
 
 log = logging.getLogger(__name__)
 
-PAGE = 2000  # rows per read
 MAX_ROWS = 10_000  # rows per seal: bounds a seal's size and what verify holds at once
 PASS_BUDGET = 20.0  # seconds one pass keeps sealing while there is more to seal
 
@@ -66,18 +63,7 @@ def seal_once(
     if horizon <= start:
         return None
     cutoff = db_now - timedelta(seconds=grace)
-    leaves = bytearray()
-    count = 0
-    end = horizon
-    previous_txid = None
-    for txid, row_leaf, settled in _leaves(store, start, horizon, cutoff, max_rows):
-        # A seal ends only between transactions: a range boundary is a txid.
-        if txid != previous_txid and (count >= max_rows or not settled):
-            end = txid
-            break
-        leaves += row_leaf
-        count += 1
-        previous_txid = txid
+    end, count, leaves = store.seal_next(start, horizon, cutoff, max_rows)
     if count == 0:
         return None
     seal: dict[str, Any] = {
@@ -87,10 +73,10 @@ def seal_once(
         "to_txid": end,
         "row_count": count,
         "total_rows": (last["total_rows"] if last else 0) + count,
-        "root": canonical.root(bytes(leaves)),
+        "root": canonical.root(leaves),
         "sealed_at": db_now,
         "public_key": signer.public_key,
-        "leaves": bytes(leaves),
+        "leaves": leaves,
     }
     seal["hash"] = canonical.seal_hash(seal)
     seal["signature"] = signer.sign(seal["hash"])
@@ -98,21 +84,3 @@ def seal_once(
         log.info("seal %d taken by another sealer; stopping this pass", seal["seal_no"])
         return None
     return seal
-
-
-def _leaves(
-    store: Store, start: int, end: int, cutoff: datetime, max_rows: int
-) -> Iterator[tuple[int, bytes, bool]]:
-    after = None
-    count = 0
-    while True:
-        # Up to one row past max_rows: the seal ends at the next txid after it, and rows
-        # read beyond that are hashed for nothing.
-        limit = PAGE if count > max_rows else max(1, min(PAGE, max_rows + 1 - count))
-        page = store.seal_leaves(start, end, cutoff, after, limit)
-        yield from page
-        count += len(page)
-        if len(page) < limit:
-            return
-        txid, row_leaf, _ = page[-1]
-        after = (txid, str(UUID(bytes=row_leaf[:16])))

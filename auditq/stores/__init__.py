@@ -72,16 +72,11 @@ class Store(Protocol):
         (``metadata`` as its jsonb text, ``ip`` as inet's output text)."""
         ...
 
-    def seal_leaves(
-        self,
-        from_txid: int,
-        to_txid: int,
-        stored_before: datetime,
-        after: tuple[int, str] | None,
-        limit: int,
-    ) -> list[tuple[int, bytes, bool]]:
-        """The same rows as (txid, 48-byte leaf, stored at or before ``stored_before``),
-        hashed by the database (``public.audit_seal_leaves``)."""
+    def seal_next(
+        self, from_txid: int, horizon: int, stored_before: datetime, max_rows: int
+    ) -> tuple[int, int, bytes]:
+        """The next seal's (to_txid, row count, leaves) from ``from_txid``, computed by the
+        database (``public.audit_seal_next``, which documents where a seal ends)."""
         ...
 
     def last_seal(self) -> dict[str, Any] | None:

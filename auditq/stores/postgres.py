@@ -31,7 +31,7 @@ from auditq.stores import (
     IngestPath,
     StoreUnavailable,
 )
-from auditq.stores.seals import SEAL_COLUMNS, leaf_record, seal_record
+from auditq.stores.seals import SEAL_COLUMNS, seal_record
 
 # uuid, inet, jsonb and xid8 as the text PostgREST sends too (the canonical form uses it):
 # abbrev() is inet's output function (an ip::text cast would always add the /32 netmask).
@@ -190,22 +190,16 @@ class PostgresStore:
         with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(query, params).fetchall()
 
-    def seal_leaves(
-        self,
-        from_txid: int,
-        to_txid: int,
-        stored_before: datetime,
-        after: tuple[int, str] | None,
-        limit: int,
-    ) -> list[tuple[int, bytes, bool]]:
-        """The sealer's read: (txid, leaf, settled) per row, hashed by the database."""
-        after_txid, after_id = (str(after[0]), after[1]) if after else (None, None)
-        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(
-                "select * from public.audit_seal_leaves(%s, %s, %s, %s, %s, %s)",
-                [str(from_txid), str(to_txid), stored_before, after_txid, after_id, limit],
-            ).fetchall()
-        return [leaf_record(row) for row in rows]
+    def seal_next(
+        self, from_txid: int, horizon: int, stored_before: datetime, max_rows: int
+    ) -> tuple[int, int, bytes]:
+        """The next seal's (to_txid, row count, leaves), computed by the database."""
+        with self._read() as conn:
+            end, count, leaves = conn.execute(
+                "select * from public.audit_seal_next(%s, %s, %s, %s)",
+                [str(from_txid), str(horizon), stored_before, max_rows],
+            ).fetchone()
+        return int(end), int(count), bytes(leaves)
 
     def last_seal(self) -> dict[str, Any] | None:
         seals = self._seals("order by seal_no desc limit 1", [], leaves=False)

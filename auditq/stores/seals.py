@@ -46,11 +46,6 @@ def seal_record(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def leaf_record(raw: dict[str, Any]) -> tuple[int, bytes, bool]:
-    """A row of ``audit_seal_leaves`` as (txid, 48-byte leaf, settled)."""
-    return int(raw["txid"]), from_bytea(raw["leaf"]), bool(raw["settled"])
-
-
 def from_bytea(value: Any) -> bytes:
     """bytes from psycopg, or PostgREST's ``\\x<hex>`` text of a bytea."""
     if isinstance(value, str):

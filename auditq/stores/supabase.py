@@ -28,7 +28,7 @@ from auditq.stores import (
     IngestPath,
     StoreUnavailable,
 )
-from auditq.stores.seals import SEAL_COLUMNS, leaf_record, seal_record, to_bytea
+from auditq.stores.seals import SEAL_COLUMNS, from_bytea, seal_record, to_bytea
 
 TABLE = "audit_logs"
 SEALS = "audit_seals"
@@ -135,24 +135,18 @@ class SupabaseStore:
         query = query.order("txid").order("id").limit(limit)
         return _run(query).data
 
-    def seal_leaves(
-        self,
-        from_txid: int,
-        to_txid: int,
-        stored_before: datetime,
-        after: tuple[int, str] | None,
-        limit: int,
-    ) -> list[tuple[int, bytes, bool]]:
-        """The sealer's read: (txid, leaf, settled) per row, hashed by the database."""
-        params: dict[str, Any] = {
+    def seal_next(
+        self, from_txid: int, horizon: int, stored_before: datetime, max_rows: int
+    ) -> tuple[int, int, bytes]:
+        """The next seal's (to_txid, row count, leaves), computed by the database."""
+        params = {
             "from_txid": str(from_txid),
-            "to_txid": str(to_txid),
+            "horizon": str(horizon),
             "stored_before": _timestamp(stored_before),
-            "max_rows": limit,
+            "max_rows": max_rows,
         }
-        if after is not None:
-            params |= {"after_txid": str(after[0]), "after_id": str(UUID(str(after[1])))}
-        return [leaf_record(row) for row in _run(self.client.rpc("audit_seal_leaves", params)).data]
+        (row,) = _run(self.client.rpc("audit_seal_next", params)).data
+        return int(row["to_txid"]), int(row["row_count"]), from_bytea(row["leaves"])
 
     def last_seal(self) -> dict[str, Any] | None:
         columns = ",".join(c for c in SEAL_COLUMNS if c != "leaves")

@@ -43,7 +43,8 @@ alter table public.audit_seals enable row level security;
 revoke all on table public.audit_seals from anon, authenticated, service_role;
 grant select, insert on table public.audit_seals to service_role;
 
--- One refusal for every append-only table, naming the table.
+-- One refusal for every append-only table, naming the table; audit_logs' triggers move to it
+-- (same message as before) and its own copy goes.
 create or replace function public.auditq_refuse_change() returns trigger
 language plpgsql as $$
 begin
@@ -52,18 +53,23 @@ begin
 end;
 $$;
 
-drop trigger if exists audit_seals_append_only on public.audit_seals;
-create trigger audit_seals_append_only
-    before update or delete on public.audit_seals
-    for each row execute function public.auditq_refuse_change();
-
-drop trigger if exists audit_seals_no_truncate on public.audit_seals;
-create trigger audit_seals_no_truncate
-    before truncate on public.audit_seals
-    for each statement execute function public.auditq_refuse_change();
-
--- audit_logs already refuses UPDATE/DELETE (row trigger) and TRUNCATE (statement trigger) for
--- every role, its owner included (20261127000000_audit_logs.sql); nothing to add there.
+do $$
+declare
+    t text;
+begin
+    foreach t in array array['audit_logs', 'audit_seals'] loop
+        execute format('drop trigger if exists %I on public.%I', t || '_append_only', t);
+        execute format('create trigger %I before update or delete on public.%I'
+                       ' for each row execute function public.auditq_refuse_change()',
+                       t || '_append_only', t);
+        execute format('drop trigger if exists %I on public.%I', t || '_no_truncate', t);
+        execute format('create trigger %I before truncate on public.%I'
+                       ' for each statement execute function public.auditq_refuse_change()',
+                       t || '_no_truncate', t);
+    end loop;
+end;
+$$;
+drop function if exists public.audit_logs_refuse_change();
 
 -- The sealer's horizon, callable through PostgREST (rpc) by a worker that has only the
 -- service key: every transaction with a txid below xmin has ended. Also the database's clock,
@@ -92,27 +98,47 @@ language sql stable as $$
     )::text;
 $$;
 
--- What the sealer needs of each row, hashed in the database (C speed, 48 bytes a row over
--- the wire): rows with from_txid <= txid < to_txid in (txid, id) order, after a keyset.
--- leaf = the uuid's 16 bytes || sha256('auditq/row/v1' || NUL || canonical text as UTF-8);
--- settled: stored at or before stored_before (AUDITQ_SEAL_GRACE ago).
-create or replace function public.audit_seal_leaves(
-    from_txid text, to_txid text, stored_before timestamptz,
-    after_txid text default null, after_id uuid default null, max_rows integer default 2000
-) returns table (txid text, leaf bytea, settled boolean)
-language sql stable as $$
-    select l.txid::text,
-           uuid_send(l.id) || sha256(decode('6175646974712f726f772f763100', 'hex')
-                                     || convert_to(public.audit_row_canonical(l), 'UTF8')),
-           l.received_at <= stored_before
-    from public.audit_logs l
-    where l.txid >= from_txid::xid8 and l.txid < to_txid::xid8
-      and (after_txid is null or (l.txid, l.id) > (after_txid::xid8, after_id))
-    order by l.txid, l.id
-    limit max_rows;
+-- The next seal's content, computed in the database (C speed; one round trip and 48 bytes a
+-- row over the wire): it starts at from_txid and ends (exclusive) at the first of
+--   horizon;
+--   the transaction after the one holding its max_rows-th row (a seal ends only between
+--   transactions);
+--   the first transaction with a row stored after stored_before (AUDITQ_SEAL_GRACE).
+-- leaves = for each row in (txid, id) order: the uuid's 16 bytes ||
+--          sha256('auditq/row/v1' || NUL || canonical text as UTF-8).
+create or replace function public.audit_seal_next(
+    from_txid text, horizon text, stored_before timestamptz, max_rows integer
+) returns table (to_txid text, row_count bigint, leaves bytea)
+language plpgsql stable as $$
+declare
+    lo xid8 := from_txid::xid8;
+    hi xid8 := horizon::xid8;
+    last_in xid8;
+    unsettled xid8;
+begin
+    select l.txid into last_in from public.audit_logs l
+     where l.txid >= lo and l.txid < hi
+     order by l.txid, l.id offset greatest(max_rows, 1) - 1 limit 1;
+    if last_in is not null then
+        hi := least(hi, (last_in::text::numeric + 1)::text::xid8);
+    end if;
+    select min(l.txid) into unsettled from public.audit_logs l
+     where l.txid >= lo and l.txid < hi and l.received_at > stored_before;
+    if unsettled is not null then
+        hi := unsettled;
+    end if;
+    return query
+        select hi::text, count(*),
+               coalesce(string_agg(
+                   uuid_send(l.id) || sha256(decode('6175646974712f726f772f763100', 'hex')
+                                             || convert_to(public.audit_row_canonical(l), 'UTF8')),
+                   ''::bytea order by l.txid, l.id), ''::bytea)
+        from public.audit_logs l
+        where l.txid >= lo and l.txid < hi;
+end;
 $$;
 revoke all on function public.audit_row_canonical(public.audit_logs) from public, anon, authenticated;
-revoke all on function public.audit_seal_leaves(text, text, timestamptz, text, uuid, integer)
+revoke all on function public.audit_seal_next(text, text, timestamptz, integer)
     from public, anon, authenticated;
 grant execute on function public.audit_row_canonical(public.audit_logs) to service_role;
-grant execute on function public.audit_seal_leaves(text, text, timestamptz, text, uuid, integer) to service_role;
+grant execute on function public.audit_seal_next(text, text, timestamptz, integer) to service_role;

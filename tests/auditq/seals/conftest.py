@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
 from auditq.config import Settings
 from auditq.events import build_event
 from auditq.seals import signing
-from auditq.stores.postgres import PostgresStore
-from auditq.stores.supabase import SupabaseStore
-
-
-@pytest.fixture(params=["postgres", "supabase"])
-def store(request, clean_db, postgrest) -> Iterator:
-    if request.param == "postgres":
-        opened = PostgresStore(clean_db, timeout=10)
-    else:
-        opened = SupabaseStore(postgrest.url, postgrest.service_key, timeout=10)
-    yield opened
-    opened.close()
+from tests.auditq.stores.test_contract import store  # noqa: F401 (the same two stores)
 
 
 @pytest.fixture(scope="session")
