@@ -57,9 +57,13 @@ def main() -> None:
     checker = signing.checker(Settings(seal_public_key=pair.public))
     rows: list[list[object]] = []
     with services() as svc:
-        drain = drain_rate(svc, "postgres", n, 1)
+        # One worker's drain through each store: each seal/verify rate is compared with the
+        # drain through the same path (PostgREST sits behind the tests' Python gateway,
+        # which spends CPU on the same cores, in both).
+        drain = {name: drain_rate(svc, name, n, 1) for name in ("supabase", "postgres")}
         analyze(svc.dsn)
-        rows.append(["drain, 1 worker (postgres store)", "-", f"{drain:,.0f}", "1.00"])
+        for name in drain:
+            rows.append([f"drain, 1 worker ({name} store)", "-", f"{drain[name]:,.0f}", "1.00"])
         stores = {
             "postgres": PostgresStore(svc.dsn, timeout=300),
             "supabase": SupabaseStore(svc.supabase.url, svc.supabase.service_key, timeout=300),
@@ -67,31 +71,32 @@ def main() -> None:
         # The first pass is the rows' first reader since the drain (it also pays for
         # setting their hint bits, as a sealer running behind the workers does); the
         # others read rows already read once.
-        for name, store in [*stores.items(), ("postgres", stores["postgres"])]:
-            label = f"{name} store" + ("" if rows[1:] else ", first reader")
+        ratios = {}
+        for i, (name, store) in enumerate([*stores.items(), ("postgres", stores["postgres"])]):
+            label = f"{name} store" + (", first reader" if i == 0 else "")
             drop_seals(svc.dsn)
             seconds, result = timed(lambda s=store: seal_pass(s, signer, 0, budget=3600))
             assert result.rows == n, result
             rate = n / seconds
-            rows.append([f"seal ({label})", result.seals, f"{rate:,.0f}", f"{rate / drain:.2f}"])
+            ratios[name] = rate / drain[name]
+            rows.append([f"seal ({label})", result.seals, f"{rate:,.0f}", f"{ratios[name]:.2f}"])
             seconds, report = timed(lambda s=store: verify(s, checker))
             assert report.ok and report.rows == n, report.findings[:5]
             rate = n / seconds
-            rows.append([f"verify ({label})", report.seals, f"{rate:,.0f}", f"{rate / drain:.2f}"])
+            ratio = rate / drain[name]
+            rows.append([f"verify ({label})", report.seals, f"{rate:,.0f}", f"{ratio:.2f}"])
         for store in stores.values():
             store.close()
-    seal_pg = float(rows[-2][2].replace(",", ""))
-    seal_supabase = float(rows[3][2].replace(",", ""))
-    verdict = "met" if min(seal_pg, seal_supabase) >= 3 * drain else "NOT met"
+    verdict = "met" if min(ratios.values()) >= 3 else "NOT met"
     body = (
         f"{n:,} rows drained by one worker, then (after ANALYZE) one seal pass over all of"
         " them and one verify, through each store. The sealer has the database hash the rows"
-        " (audit_seal_leaves) and reads 48 bytes a row; verify reads whole rows and hashes"
-        " them in Python.\n\n"
+        " (audit_seal_next, one call per seal) and reads 48 bytes a row; verify reads whole"
+        " rows and hashes them in Python. `x drain`: against the drain through the same"
+        " store.\n\n"
         + table(["what", "seals", "rows/s", "x drain"], rows)
-        + f"\n\nTarget: sealing >= 3x the one-worker drain rate: **{seal_pg / drain:.1f}x**"
-        f" through the postgres store, **{seal_supabase / drain:.1f}x** through PostgREST"
-        f" (behind the tests' Python gateway, which costs CPU on the same cores): {verdict}."
+        + f"\n\nTarget: sealing >= 3x the one-worker drain rate: **{ratios['postgres']:.1f}x**"
+        f" through the postgres store, **{ratios['supabase']:.1f}x** through PostgREST: {verdict}."
     )
     save(NAME, f"python bench/seal.py --rows {n}", body)
 

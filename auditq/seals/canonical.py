@@ -29,6 +29,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 from uuid import UUID
 
@@ -73,9 +74,9 @@ def timestamp(value: datetime | str) -> str:
     return parse_time(value).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-def _string(value: str) -> str:
-    # The stdlib escapes exactly what jsonb does: quote, backslash, control characters.
-    return json.dumps(value, ensure_ascii=False)
+# A JSON string as json.dumps(ensure_ascii=False) writes it (the C function behind it), which
+# escapes exactly what jsonb does: quote, backslash, control characters.
+_string = encode_basestring
 
 
 _TEXT = SEALED_COLUMNS[3:15]  # action .. ingest_path: text (or null) as read
