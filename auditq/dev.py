@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -61,6 +61,7 @@ from auditq.embedded import (
     free_port,
 )
 from auditq.migrate import apply_migrations
+from auditq.urls import hide_password
 
 REPO = Path(__file__).resolve().parent.parent
 STATE_FILE = "dev.json"
@@ -184,17 +185,6 @@ def choose_port(*preferred: int | None, taken: set[int] | frozenset[int] = froze
     while (port := free_port()) in taken:
         pass
     return port
-
-
-def redact(url: str) -> str:
-    """The URL with its password replaced, fit to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _is_set(env: dict[str, str], name: str) -> bool:
@@ -376,7 +366,7 @@ class Dev:
             if password:
                 detail = detail.replace(password, "***")
             raise ServerError(
-                f"applying the migrations to {redact(dsn)} failed: {detail}"
+                f"applying the migrations to {hide_password(dsn)} failed: {detail}"
             ) from None
 
     def _write_env_file(self, provided: dict[str, str]) -> None:
@@ -428,11 +418,11 @@ class Dev:
             else "the DASHBOARD_PASSWORD you set"
         )
         settings = load_settings(**{k.lower(): v for k, v in provided.items()})
-        redis_line = redact(settings.redis_url) + (
+        redis_line = hide_password(settings.redis_url) + (
             f"   (embedded, data in {where}/redis)" if "REDIS_URL" in provided else ""
         )
         if settings.database_url is not None:
-            database_line = redact(settings.database_url.get_secret_value())
+            database_line = hide_password(settings.database_url.get_secret_value())
             if "DATABASE_URL" in provided:
                 database_line += f"   (embedded, data in {where}/postgres)"
         else:

@@ -12,7 +12,6 @@ from typing import Any
 import redis
 from flask import current_app
 
-from auditq import heartbeat
 from auditq.client import AuditClient
 from auditq.config import Settings
 from auditq.keys import Keys
@@ -56,9 +55,9 @@ class Resources:
             return self._audit
 
     def workers(self, now: float | None = None) -> list[dict[str, Any]]:
-        """Workers with a heartbeat record (bounded), alive ones first, then by id."""
-        workers = heartbeat.list_workers(self.redis, self.keys, now, self.settings.heartbeat_ttl)
-        return sorted(workers, key=lambda w: (w["status"] != "alive", w["id"]))
+        from dashboard.workers import list_workers
+
+        return list_workers(self.redis, self.keys, self.settings.heartbeat_ttl, now)
 
     def close(self) -> None:
         self.redis.close()

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import psutil
 import psycopg
-import pytest
 import redis
 
-from auditq.dev import State, choose_port, port_is_free, redact
+from auditq.dev import State, choose_port, port_is_free
 from auditq.embedded import HOST, free_port
 from tests.services import LocalSupabase
 
@@ -311,18 +310,3 @@ def test_state_file_is_private(tmp_path: Path) -> None:
     state.set(dashboard_password="x")
     assert (tmp_path / "dev.json").stat().st_mode & 0o777 == 0o600
     assert State(tmp_path / "dev.json").get("dashboard_password") == "x"
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("postgresql://postgres@127.0.0.1:5432/postgres", None),
-        (
-            "postgresql://u:secret@db.example.com:6543/postgres",
-            "postgresql://u:***@db.example.com:6543/postgres",
-        ),
-        ("rediss://:pw@redis.example.com:6380/0", "rediss://:***@redis.example.com:6380/0"),
-    ],
-)
-def test_printed_urls_hide_passwords(url: str, shown: str | None) -> None:
-    assert redact(url) == (shown or url)
