@@ -98,9 +98,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
         app.extensions["auditq_alerts_scheduler"] = start_background(settings)
 
-    # Heroku's router is one proxy hop (the default). With no proxy in front, set 0: a
-    # client could otherwise choose its own address (and dodge the login limit).
-    hops = settings.trusted_proxies
+    # Only hops known to be there (AUDITQ_TRUSTED_PROXIES, or Heroku's router): anywhere
+    # else a client could choose its own address (and dodge the login limit).
+    hops = settings.proxy_hops
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_port=hops)  # type: ignore[method-assign]
     if settings.url_prefix:

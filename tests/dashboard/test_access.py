@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from dashboard.access import access_of
-from dashboard.ratelimit import LOGIN_LIMIT
+from dashboard.ratelimit import LOGIN_FAILURES_PER_ROLE, LOGIN_LIMIT
 from tests.dashboard.conftest import (
     ADMIN_PASSWORD,
     API_TOKEN,
@@ -193,6 +193,44 @@ def test_without_a_trusted_proxy_a_forged_forwarded_for_does_not_dodge_the_limit
     assert attempts(make_app(trusted_proxies=0))[-1] == 429
     # Behind one trusted hop (Heroku) the header is the client's address, as it should be.
     assert set(attempts(make_app(trusted_proxies=1))) == {401}
+
+
+def post_login(client, password: str, forwarded_for: str):
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    return client.post(
+        "/login",
+        data={"password": password, "csrf_token": token},
+        headers={"X-Forwarded-For": forwarded_for},
+    )
+
+
+def test_by_default_a_fresh_forwarded_for_per_guess_still_gets_429(make_app, monkeypatch):
+    # Issue 10: AUDITQ_TRUSTED_PROXIES used to default to 1 everywhere, dev mode included.
+    monkeypatch.delenv("DYNO", raising=False)
+    client = make_app().test_client()  # AUDITQ_TRUSTED_PROXIES unset, not on Heroku
+    statuses = [post_login(client, "guess", f"198.51.100.{n}").status_code for n in range(12)]
+    assert statuses[:LOGIN_LIMIT] == [401] * LOGIN_LIMIT
+    assert statuses[LOGIN_LIMIT:] == [429, 429]
+    # The locked-out address cannot log in with the right password and a fresh header.
+    assert post_login(client, ADMIN_PASSWORD, "198.51.100.200").status_code == 429
+    assert is_login_redirect(client.get("/"))
+
+
+def test_failures_are_limited_per_login_whatever_the_address(make_app):
+    # Behind a trusted proxy every guess may come from a new address (a botnet): the
+    # per-address limit never trips, the per-login one does.
+    client = make_app(trusted_proxies=1).test_client()
+    guesses = [
+        post_login(client, "guess", f"203.0.113.{n}").status_code
+        for n in range(LOGIN_FAILURES_PER_ROLE)
+    ]
+    assert set(guesses) == {401}
+    assert post_login(client, "guess", "192.0.2.1").status_code == 429
+    # Locked: even the right password from a fresh address is refused (and a guesser
+    # cannot tell it was right), for the admin and the viewer login alike.
+    assert post_login(client, ADMIN_PASSWORD, "192.0.2.2").status_code == 429
+    assert post_login(client, VIEWER_PASSWORD, "192.0.2.3").status_code == 429
+    assert is_login_redirect(client.get("/"))
 
 
 def test_changing_a_password_ends_its_sessions(make_app):
