@@ -123,7 +123,6 @@ def check_request() -> Response | None:
     """The one access decision. Returns a refusal, or None to let the view run."""
     access = access_of(request.endpoint)
     g.role = None
-    g.via_token = False
     if access.kind == "public":
         if request.method not in SAFE_METHODS:
             csrf.protect()  # the login form: a forged login would plant a session
@@ -131,7 +130,6 @@ def check_request() -> Response | None:
 
     if access.kind == "bearer":
         if _token_matches(access.token_setting):
-            g.via_token = True
             return None  # no cookie involved: nothing to forge, so no CSRF
         if not (access.session_ok and current_role()):
             return _json_error(401, "a valid bearer token is required", bearer=True)
