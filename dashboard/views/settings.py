@@ -13,11 +13,9 @@ from pydantic import SecretStr
 
 from auditq.config import Settings, env_name
 from auditq.urls import hide_password
-from dashboard.nav import NavItem
 from dashboard.resources import resources
 
 bp = Blueprint("settings", __name__)
-NAV = NavItem("Settings", "settings.index", 90)
 
 
 # What a hidden password looks like on the page (the terminal's "***" would read as text).

@@ -12,11 +12,9 @@ import redis
 from flask import Blueprint, render_template
 
 from dashboard.ext import htmx
-from dashboard.nav import NavItem
 from dashboard.resources import resources
 
 bp = Blueprint("workers", __name__)
-NAV = NavItem("Workers", "workers.index", 20)
 
 
 @bp.route("/workers")
