@@ -30,6 +30,7 @@ def index() -> str:
         "workers": workers,
         "error": error,
         "ttl": res.settings.heartbeat_ttl,
+        "forget_after": res.settings.worker_forget_after,
         "now": time.time(),
     }
     if htmx:
