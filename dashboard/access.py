@@ -28,6 +28,7 @@ from flask import Flask, Response, current_app, g, jsonify, redirect, request, s
 from flask_wtf.csrf import CSRFProtect
 
 from dashboard.resources import resources
+from dashboard.security import wants_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 Role = Literal["admin", "viewer"]
@@ -121,8 +122,12 @@ def start_session(role: Role) -> None:
 
 def check_request() -> Response | None:
     """The one access decision. Returns a refusal, or None to let the view run."""
-    access = access_of(request.endpoint)
     g.role = None
+    if request.routing_exception is not None and wants_json():
+        # No route matched (404, or 405 such as GET /api/v1/events): nothing runs, so the
+        # caller gets the JSON error rather than a redirect to the HTML login.
+        return None
+    access = access_of(request.endpoint)
     if access.kind == "public":
         if request.method not in SAFE_METHODS:
             csrf.protect()  # the login form: a forged login would plant a session
@@ -161,12 +166,6 @@ def _token_matches(setting: str | None) -> bool:
     return hmac.compare_digest(token.strip().encode(), expected.get_secret_value().encode())
 
 
-def _wants_json() -> bool:
-    """API and metrics callers get JSON errors; people get pages and redirects."""
-    blueprint = request.blueprint or ""
-    return blueprint.startswith("api") or blueprint == "metrics"
-
-
 def _json_error(status: int, message: str, *, bearer: bool = False) -> Response:
     response = jsonify({"error": message})
     response.status_code = status
@@ -176,7 +175,7 @@ def _json_error(status: int, message: str, *, bearer: bool = False) -> Response:
 
 
 def _login_required() -> Response:
-    if _wants_json():
+    if wants_json():
         return _json_error(401, "login required")
     back = request.full_path if request.method in SAFE_METHODS else None
     target = url_for("auth.login", next=safe_next(back))
@@ -189,7 +188,7 @@ def _login_required() -> Response:
 
 
 def _forbidden() -> Response:
-    if _wants_json():
+    if wants_json():
         return _json_error(403, "the viewer role is read-only")
     from flask import render_template
 

@@ -316,3 +316,24 @@ def test_an_endpoint_cannot_declare_its_access_twice():
 
     with pytest.raises(TypeError, match="declared twice"):
         admin_only(public(view))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("GET", "/api/v1/events", "POST"), ("PUT", "/api/v1/stats", "GET")],
+)
+def test_an_unsupported_method_on_the_api_is_a_json_405_not_the_login_page(
+    client, method, path, allowed
+):
+    # Issue 10: GET /api/v1/events redirected to the HTML login.
+    response = client.open(path, method=method)
+    assert response.status_code == 405
+    assert response.is_json and "error" in response.get_json()
+    assert allowed in response.headers["Allow"]
+    assert "Location" not in response.headers
+
+
+def test_an_unknown_api_path_is_a_json_404_and_an_unknown_page_still_asks_for_login(client):
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404 and response.is_json
+    assert is_login_redirect(client.get("/nothing-here"))
