@@ -12,7 +12,6 @@ To add a blueprint, import its module in ``register_blueprints`` below and regis
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -22,13 +21,12 @@ from auditq.config import ConfigError, Settings, load_settings
 from dashboard import access, security, templating
 from dashboard.ext import htmx
 from dashboard.resources import Resources
+from dashboard.sessions import SESSION_LIFETIME
 from dashboard.urlprefix import PrefixMiddleware
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-SESSION_LIFETIME = timedelta(hours=12)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

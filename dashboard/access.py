@@ -29,6 +29,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from dashboard.resources import resources
 from dashboard.security import wants_json
+from dashboard.sessions import Revocations, new_session_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 Role = Literal["admin", "viewer"]
@@ -36,6 +37,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ATTRIBUTE = "_auditq_access"
 
 csrf = CSRFProtect()
+REVOCATIONS = "auditq_session_revocations"
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,10 @@ def current_role() -> Role | None:
     if role not in ("admin", "viewer"):
         return None
     if not hmac.compare_digest(session.get("pw", ""), password_fingerprint(role)):
-        return None
+        return None  # made with a password that has changed since
+    sid = session.get("sid")
+    if not isinstance(sid, str) or _revocations().is_revoked(sid):
+        return None  # logged out (a copy of the cookie from before logout)
     return role
 
 
@@ -115,6 +120,19 @@ def start_session(role: Role) -> None:
     session.permanent = True
     session["role"] = role
     session["pw"] = password_fingerprint(role)
+    session["sid"] = new_session_id()
+
+
+def end_session() -> None:
+    """Logout: this cookie, and every copy of it, stops working."""
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        _revocations().revoke(sid)
+    session.clear()
+
+
+def _revocations() -> Revocations:
+    return current_app.extensions[REVOCATIONS]
 
 
 # --- the hook -----------------------------------------------------------------------------
@@ -212,6 +230,8 @@ def safe_next(target: str | None) -> str | None:
 
 def init_app(app: Flask) -> None:
     csrf.init_app(app)
+    res = app.extensions["auditq"]
+    app.extensions[REVOCATIONS] = Revocations(res.redis, res.keys)
     app.before_request(check_request)
     # An endpoint carries at most one declaration (enforced by _declare); make sure every
     # declared bearer setting exists, so a typo fails at start and not as a 401 forever.

@@ -14,6 +14,7 @@ from dashboard.access import (
     Role,
     any_role_may_post,
     current_role,
+    end_session,
     public,
     safe_next,
     start_session,
@@ -95,5 +96,5 @@ def login() -> Response | str | tuple[str, int]:
 @bp.route("/logout", methods=["POST"])
 @any_role_may_post
 def logout() -> Response:
-    session.clear()
+    end_session()
     return redirect(url_for("auth.login"), code=303)

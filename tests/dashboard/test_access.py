@@ -233,6 +233,33 @@ def test_failures_are_limited_per_login_whatever_the_address(make_app):
     assert is_login_redirect(client.get("/"))
 
 
+def test_a_cookie_saved_before_logout_does_not_work_after_it(make_app):
+    # Issue 10: the signed cookie kept working after logout. Two apps stand for two
+    # gunicorn workers: the revocation is shared through Redis.
+    first, second = make_app().test_client(), make_app().test_client()
+    login(first)
+    saved = first.get_cookie("auditq_session").value
+    assert first.post("/logout", data={"csrf_token": csrf_token(first)}).status_code == 303
+    for client in (first, second):
+        client.set_cookie("auditq_session", saved)
+        assert is_login_redirect(client.get("/"))
+        assert client.get("/api/v1/stats").status_code == 401
+    # Logging in again makes a new session that works.
+    assert login(second).status_code == 303
+    assert second.get("/").status_code == 200
+
+
+def test_logout_without_redis_still_ends_the_session_in_this_process(make_app):
+    from auditq.embedded import free_port
+
+    client = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0").test_client()
+    assert login(client).status_code == 303
+    saved = client.get_cookie("auditq_session").value
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
+    client.set_cookie("auditq_session", saved)
+    assert is_login_redirect(client.get("/"))
+
+
 def test_changing_a_password_ends_its_sessions(make_app):
     app = make_app()
     c = app.test_client()
