@@ -26,7 +26,14 @@ from auditq.stats import (
 from dashboard.resources import Resources
 
 RANGES = {"1h": 60, "24h": 24 * 60}
-FAILURES = ("failed_batches", "direct_failed", "retried", "dead_lettered")
+# What went wrong besides drops, each counted in its own unit; the cards and the charts
+# use these names.
+FAILURES = {
+    "failed_batches": ("failed batches", "batches"),
+    "retried": ("retries", "batches"),
+    "direct_failed": ("direct writes failed", "events"),
+    "dead_lettered": ("dead-lettered", "events"),
+}
 
 
 def last_60s(series: list[tuple[int, dict[str, float]]], now: float) -> dict[str, float]:
@@ -89,7 +96,13 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
         for reason in DROP_REASONS
     }
     out["failures"] = {
-        name: {"total": totals.get(name, 0), "window": window.get(name, 0)} for name in FAILURES
+        name: {
+            "label": label,
+            "unit": unit,
+            "total": totals.get(name, 0),
+            "window": window.get(name, 0),
+        }
+        for name, (label, unit) in FAILURES.items()
     }
     out["totals"] = totals
     out["window"] = {"minutes": minutes, "counters": window}
@@ -106,9 +119,7 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
             "enqueued": counters.get("enqueued", 0),
             "inserted": counters.get("inserted", 0),
             "dropped": dropped(counters),
-            "failed": counters.get("failed_batches", 0)
-            + counters.get("direct_failed", 0)
-            + counters.get("dead_lettered", 0),
+            **{name: counters.get(name, 0) for name in FAILURES},
             "counters": counters,
         }
         for minute, counters in series

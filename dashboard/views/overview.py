@@ -24,7 +24,7 @@ def index() -> str:
     snap = snapshot(resources(), range_name)
     context = {
         "snap": snap,
-        "charts": charts.build(snap.get("series", []), range_name),
+        "charts": charts.build(snap.get("series", []), range_name, snap.get("current_minute")),
         "range_name": range_name,
         "ranges": list(RANGES),
     }
