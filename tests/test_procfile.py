@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from auditq.config import Settings, env_name
-from auditq.embedded import HOST, PostgresServer, free_port
+from auditq.devtools.embedded import HOST, PostgresServer, free_port
 from auditq.migrate import MIGRATIONS_DIR
 from auditq.queue import connect
 

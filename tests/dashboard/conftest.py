@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from auditq.config import Settings, load_settings
-from auditq.embedded import HOST
+from auditq.devtools.embedded import HOST
 from auditq.events import decode_entry
 from auditq.keys import Keys
 from auditq.stores.postgres import PostgresStore

@@ -250,7 +250,7 @@ def test_a_cookie_saved_before_logout_does_not_work_after_it(make_app):
 
 
 def test_logout_without_redis_still_ends_the_session_in_this_process(make_app):
-    from auditq.embedded import free_port
+    from auditq.devtools.embedded import free_port
 
     client = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0").test_client()
     assert login(client).status_code == 303

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auditq.embedded import free_port
+from auditq.devtools.embedded import free_port
 from auditq.keys import Keys
 from auditq.queue import connect
 from dashboard.ratelimit import FixedWindow

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from auditq.client import AuditClient
-from auditq.embedded import free_port
+from auditq.devtools.embedded import free_port
 from tests.dashboard.conftest import API_TOKEN, INGEST_TOKEN
 
 

@@ -6,7 +6,7 @@ import re
 import threading
 
 from auditq.client import AuditClient
-from auditq.embedded import free_port
+from auditq.devtools.embedded import free_port
 from auditq.stats import Stats
 from dashboard.overview import snapshot
 from dashboard.resources import Resources
