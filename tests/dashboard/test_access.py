@@ -8,9 +8,10 @@ import re
 import pytest
 from flask import Flask
 
+from auditq.devtools.embedded import free_port
 from dashboard.access import access_of
 from dashboard.ratelimit import LOGIN_FAILURES_PER_ROLE, LOGIN_LIMIT
-from tests.dashboard.conftest import (
+from tests.dashboard.helpers import (
     ADMIN_PASSWORD,
     API_TOKEN,
     METRICS_TOKEN,
@@ -250,8 +251,6 @@ def test_a_cookie_saved_before_logout_does_not_work_after_it(make_app):
 
 
 def test_logout_without_redis_still_ends_the_session_in_this_process(make_app):
-    from auditq.devtools.embedded import free_port
-
     client = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0").test_client()
     assert login(client).status_code == 303
     saved = client.get_cookie("auditq_session").value

@@ -9,7 +9,7 @@ from auditq.config import ConfigError
 from dashboard import create_app
 from dashboard.nav import NAV
 from dashboard.security import CSP
-from tests.dashboard.conftest import ADMIN_PASSWORD, login
+from tests.dashboard.helpers import ADMIN_PASSWORD, login
 
 
 def test_refuses_to_start_without_a_dashboard_password(make_settings):

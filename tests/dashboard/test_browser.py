@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from auditq.client import AuditClient
 from auditq.events import build_event
 from auditq.stores.postgres import PostgresStore
-from tests.dashboard.conftest import ADMIN_PASSWORD, add_dead_letter, screenshot
+from tests.dashboard.helpers import ADMIN_PASSWORD, add_dead_letter, screenshot
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from auditq.client import AuditClient
 from auditq.stats import Stats, latency_field
-from tests.dashboard.conftest import METRICS_TOKEN
+from tests.dashboard.helpers import METRICS_TOKEN
 from worker.heartbeat import Heartbeat, WorkerStatus
 
 AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}

@@ -11,7 +11,7 @@ import pytest
 
 from auditq.devtools.embedded import free_port
 from dashboard.api.events import MAX_EVENTS, body_limit
-from tests.dashboard.conftest import INGEST_TOKEN, LiveServer, drain_into_store
+from tests.dashboard.helpers import INGEST_TOKEN, LiveServer, drain_into_store
 
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 

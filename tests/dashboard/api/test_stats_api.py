@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from auditq.client import AuditClient
 from auditq.devtools.embedded import free_port
-from tests.dashboard.conftest import API_TOKEN, INGEST_TOKEN
+from tests.dashboard.helpers import API_TOKEN, INGEST_TOKEN
 
 
 def test_stats_with_the_api_token(client, make_settings, redis_client):

@@ -10,7 +10,7 @@ from auditq.devtools.embedded import free_port
 from auditq.stats import Stats
 from dashboard.overview import snapshot
 from dashboard.resources import Resources
-from tests.dashboard.conftest import login
+from tests.dashboard.helpers import login
 from worker.heartbeat import Heartbeat, WorkerStatus
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from auditq.config import Settings, env_name
 from auditq.urls import hide_password
 from dashboard.views.settings import MASKED
-from tests.dashboard.conftest import (
+from tests.dashboard.helpers import (
     ADMIN_PASSWORD,
     API_TOKEN,
     INGEST_TOKEN,

@@ -6,7 +6,7 @@ import re
 import threading
 import time
 
-from tests.dashboard.conftest import login
+from tests.dashboard.helpers import login
 from worker.heartbeat import Heartbeat, WorkerStatus
 
 
