@@ -24,6 +24,11 @@ class Keys:
         return f"{self.prefix}:dead"
 
     @property
+    def failures(self) -> str:
+        """Hash: stream entry id -> the first error that left it pending (for its dead letter)."""
+        return f"{self.prefix}:failures"
+
+    @property
     def counters(self) -> str:
         """Hash of running totals (enqueued, dropped_queue_full, ...)."""
         return f"{self.prefix}:counters"

@@ -175,3 +175,27 @@ def test_critical_with_no_store_and_no_redis_raises(doomed_redis):
     doomed_redis.stop()
     with pytest.raises(AuditUnavailable):
         client.log("user.ban", category="critical")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"actor_id": "u\u000042"}, "actor_id"),
+        ({"ip": "fe80::1%eth0"}, "ip"),
+        ({"metadata": {"ratio": float("nan")}}, "metadata"),
+        ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at"),
+    ],
+)
+def test_a_critical_event_postgres_would_refuse_raises_instead_of_being_deferred(
+    redis_url, postgrest, pg_dsn, clean_db, fields, field
+):
+    client = AuditClient(supabase_settings(postgrest, redis_url))
+    with pytest.raises(EventError) as caught:
+        client.log("user.ban", category="critical", **fields)
+    assert caught.value.field == field
+    with pytest.raises(EventError):
+        client.log("user.login", **fields)  # normal: refused, never "queued"
+    assert client.redis.xlen("audit:events") == 0
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("select count(*) from public.audit_logs").fetchone()[0] == 0
+    client.close()
