@@ -39,7 +39,7 @@ def index() -> str | tuple[str, int]:
         except StoreError as exc:
             error = f"The store did not answer: {exc}"
     filter_args = {k: v for k, v in parsed.values.items() if v}
-    status = 400 if parsed.errors else 200
+    status = 400 if parsed.errors or (before_text and before is None) else 200
     return render_template(
         "explorer.html",
         rows=rows,
