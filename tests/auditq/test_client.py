@@ -199,3 +199,23 @@ def test_a_critical_event_postgres_would_refuse_raises_instead_of_being_deferred
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("select count(*) from public.audit_logs").fetchone()[0] == 0
     client.close()
+
+
+def test_an_outage_is_logged_once_per_interval_with_a_count_not_once_per_event(
+    doomed_redis, caplog
+):
+    client = AuditClient(load_settings(redis_url=doomed_redis.url, redis_timeout=0.1))
+    client.warnings.interval = 3600  # one interval covers the whole outage, however slow
+    doomed_redis.stop()
+    with caplog.at_level("WARNING", logger="auditq.client"):
+        results = [client.log("user.login") for _ in range(3_000)]
+        assert {r.reason for r in results} == {"redis_unavailable"}
+        during = [r.getMessage() for r in caplog.records]
+        doomed_redis.start()
+        assert client.log("after").outcome == "queued"
+    assert during == ["redis unavailable, normal events dropped: 1 events (ConnectionError)"]
+    assert [r.getMessage() for r in caplog.records][1:] == [
+        "redis unavailable, normal events dropped: 2999 more events before it recovered"
+        " (ConnectionError)"
+    ]
+    client.close()
