@@ -198,15 +198,22 @@ def test_an_unexpected_error_while_decoding_one_entry_holds_back_no_other(
     with inserter.lock:
         inserter.handle(read_all(inserter, 100), backlog=False)
 
-    keep = [i for i in range(30) if i != 11]
+    assert_alone_dead(
+        inserter, clean_db, entry_ids, payloads, 11, "TypeError: nobody saw this coming"
+    )
+    store.close()
+
+
+def assert_alone_dead(inserter, dsn, entry_ids, payloads, index, reason):
+    """The entry at ``index`` is dead-lettered with ``reason``; every other one is stored."""
+    keep = [i for i in range(len(payloads)) if i != index]
     assert_exactly_once(
-        clean_db, expected_ids([entry_ids[i] for i in keep], [payloads[i] for i in keep])
+        dsn, expected_ids([entry_ids[i] for i in keep], [payloads[i] for i in keep])
     )
     ((_, fields),) = inserter.queue.redis.xrange(KEYS.dead)
-    assert fields[b"entry_id"].decode() == entry_ids[11]
-    assert fields[b"reason"] == b"TypeError: nobody saw this coming"
+    assert fields[b"entry_id"].decode() == entry_ids[index]
+    assert fields[b"reason"].decode() == reason
     assert drained(inserter.queue.redis)
-    store.close()
 
 
 class BuggyStore(PostgresStore):
@@ -228,14 +235,9 @@ def test_an_unexpected_error_while_inserting_isolates_only_its_entry(redis_url, 
     with inserter.lock:
         inserter.handle(read_all(inserter, 100), backlog=False)
 
-    keep = [i for i in range(50) if i != 23]
-    assert_exactly_once(
-        clean_db, expected_ids([entry_ids[i] for i in keep], [payloads[i] for i in keep])
+    assert_alone_dead(
+        inserter, clean_db, entry_ids, payloads, 23, "TypeError: cannot adapt this row"
     )
-    ((_, fields),) = inserter.queue.redis.xrange(KEYS.dead)
-    assert fields[b"entry_id"].decode() == entry_ids[23]
-    assert fields[b"reason"] == b"TypeError: cannot adapt this row"
-    assert drained(inserter.queue.redis)
     store.close()
 
 
