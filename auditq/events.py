@@ -121,17 +121,21 @@ class AuditEvent(BaseModel):
         return self.model_dump_json(exclude_none=True)
 
 
-def _unstorable(value: dict | list, depth: int) -> str | None:
+def _unstorable(value: dict | list | tuple | set | frozenset, depth: int) -> str | None:
     """Why jsonb cannot hold this container (None when it can); one pass, no recursion
-    past MAX_METADATA_DEPTH, so a hostile depth costs nothing more than a shallow one."""
+    past MAX_METADATA_DEPTH, so a hostile depth (or a cycle) costs no more than a shallow one.
+
+    Besides JSON's types it looks into what the Python client serializes as JSON too:
+    tuples and sets become arrays, bytes become strings.
+    """
     if depth > MAX_METADATA_DEPTH:
         return f"is nested deeper than {MAX_METADATA_DEPTH} levels"
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
+        if isinstance(key, str | bytes) and _has_nul(key):
             return "keys must not contain NUL characters"
-        if isinstance(item, str | bytes):  # bytes: the Python client sends them as text
-            if ("\x00" if isinstance(item, str) else b"\x00") in item:
+        if isinstance(item, str | bytes):
+            if _has_nul(item):
                 return "strings must not contain NUL characters"
         elif isinstance(item, float):
             if not math.isfinite(item):
@@ -139,11 +143,15 @@ def _unstorable(value: dict | list, depth: int) -> str | None:
         elif isinstance(item, int):
             if not -_INT_BOUND < item < _INT_BOUND:
                 return f"integers must have at most {_INT_DIGITS} digits"
-        elif isinstance(item, dict | list | tuple):
+        elif isinstance(item, dict | list | tuple | set | frozenset):
             problem = _unstorable(item, depth + 1)
             if problem:
                 return problem
     return None
+
+
+def _has_nul(text: str | bytes) -> bool:
+    return ("\x00" if isinstance(text, str) else b"\x00") in text
 
 
 def _field_error(error: ValidationError) -> EventError:

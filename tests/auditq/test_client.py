@@ -184,6 +184,10 @@ def test_critical_with_no_store_and_no_redis_raises(doomed_redis):
         ({"ip": "fe80::1%eth0"}, "ip"),
         ({"metadata": {"ratio": float("nan")}}, "metadata"),
         ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at"),
+        # Python values the client serializes as JSON strings and arrays.
+        ({"metadata": {"raw": b"\x00"}}, "metadata"),
+        ({"metadata": {"tags": {"a\u0000"}}}, "metadata"),
+        ({"metadata": {"pair": ("ok", "n\u0000")}}, "metadata"),
     ],
 )
 def test_a_critical_event_postgres_would_refuse_raises_instead_of_being_deferred(
