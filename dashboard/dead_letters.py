@@ -65,7 +65,7 @@ class DeadLetter:
         return value if isinstance(value, str) and "\x00" not in value else None
 
     @cached_property
-    def _text(self) -> str:
+    def _full_text(self) -> str:
         if self.event is None:
             return self.event_raw
         return json.dumps(self.event, indent=2, ensure_ascii=False, sort_keys=True)
@@ -73,12 +73,12 @@ class DeadLetter:
     @property
     def pretty(self) -> str:
         """The event for the detail page: indented when parsed, at most SHOW_CHARS."""
-        return self._text[:SHOW_CHARS]
+        return self._full_text[:SHOW_CHARS]
 
     @property
     def cut(self) -> bool:
         """Whether the page shows less than the whole event."""
-        return self.truncated or len(self._text) > SHOW_CHARS
+        return self.truncated or len(self._full_text) > SHOW_CHARS
 
 
 def valid_id(entry_id: str) -> bool:

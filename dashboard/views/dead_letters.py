@@ -80,7 +80,7 @@ def requeue(entry_id: str) -> Response:
             "event_id": letter.event_id,
             "original_entry_id": letter.entry_id,
             "queue_entry_id": new_id,
-            "reason": _text(letter.reason, 500),
+            "reason": _loggable(letter.reason, 500),
         },
     )
     flash(f"Requeued dead letter {letter.id} as queue entry {new_id}.", "ok")
@@ -132,9 +132,9 @@ def discard(entry_id: str) -> Response:
             "dead_letter_id": letter.id,
             "event_id": letter.event_id,
             "original_entry_id": letter.entry_id,
-            "reason": _text(letter.reason, 500),
+            "reason": _loggable(letter.reason, 500),
             # The discarded event is gone from Redis: keep what it was in the trail.
-            "event": _text(letter.event_raw, DISCARDED_EVENT_CHARS),
+            "event": _loggable(letter.event_raw, DISCARDED_EVENT_CHARS),
             "event_bytes": letter.size,
             "event_truncated": letter.truncated or len(letter.event_raw) > DISCARDED_EVENT_CHARS,
         },
@@ -143,6 +143,6 @@ def discard(entry_id: str) -> Response:
     return redirect(url_for(".index"), code=303)
 
 
-def _text(value: str, limit: int) -> str:
+def _loggable(value: str, limit: int) -> str:
     """Dead-letter text for the audit log, which refuses NUL (it is stored as text)."""
     return value[:limit].replace("\x00", "\ufffd")
