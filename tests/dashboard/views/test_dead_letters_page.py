@@ -262,3 +262,22 @@ def test_a_dead_letter_holding_nul_bytes_can_be_discarded_and_audit_logged(
     assert redis_client.xlen(keys.dead) == 0
     ((_, _, _, metadata, _),) = audit_rows(clean_db, "auditq.dead_letter.discard")
     assert metadata["event"] == '{"action": "a\ufffdb", "id": "\ufffd"}'
+
+
+def test_an_admin_action_from_a_user_agent_with_a_nul_is_audit_logged_without_it(
+    admin, redis_client, keys, clean_db
+):
+    # The User-Agent header is the requester's to choose; the audit record of the action must
+    # not turn into an invalid event (and the action into a 500) because of it.
+    dead = add_dead_letter(redis_client, keys, {"action": "gone"})
+    response = admin.post(
+        f"/dead-letters/{dead}/discard",
+        data={"csrf_token": csrf_token(admin)},
+        headers={"User-Agent": "curl/8\x00evil"},
+    )
+    assert response.status_code == 303
+    with psycopg.connect(clean_db) as conn:
+        (user_agent,) = conn.execute(
+            "select user_agent from public.audit_logs where action = 'auditq.dead_letter.discard'"
+        ).fetchone()
+    assert user_agent == "curl/8evil"
