@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from auditq.keys import GROUP, Keys
-from auditq.stats import MINUTE_TTL, epoch_minute
+from auditq.producer import enqueue_call, entry_ids
 
 ENQUEUE_LUA = (Path(__file__).parent / "lua" / "enqueue.lua").read_text()
 
@@ -72,12 +72,8 @@ class Queue:
         self, items: list[tuple[str, str]], on_full: Literal["drop", "reject"] = "drop"
     ) -> list[str | None]:
         """Add (category, event JSON) pairs; return entry ids, None where the queue was full."""
-        args: list[str | int] = [self.max_len, on_full, MINUTE_TTL]
-        for category, payload in items:
-            args += [category, payload]
-        keys = [self.keys.stream, self.keys.counters, self.keys.minute(epoch_minute())]
-        results = self._enqueue(keys=keys, args=args)
-        return [r.decode() if isinstance(r, bytes) else None for r in results]
+        keys, args = enqueue_call(self.keys, self.max_len, items, on_full)
+        return entry_ids(self._enqueue(keys=keys, args=args))
 
     # --- what the dashboard and alerts read (each O(1) or O(log n)) -----------------------
 
