@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -32,15 +34,24 @@ def connect(url: str, timeout: float | None = None, **kwargs) -> redis.Redis:
     ``rediss://`` on Heroku presents a self-signed certificate, so it is not verified
     (the connection is still encrypted); a URL may override with ``ssl_cert_reqs``.
     """
+    return redis.Redis.from_url(url, **_options(url, timeout, Retry, kwargs))
+
+
+def connect_async(url: str, timeout: float | None = None, **kwargs) -> redis.asyncio.Redis:
+    """The same client for asyncio (AsyncAuditClient)."""
+    return redis.asyncio.Redis.from_url(url, **_options(url, timeout, AsyncRetry, kwargs))
+
+
+def _options(url: str, timeout: float | None, retry: type, kwargs: dict) -> dict:
     options = dict(kwargs)
     if timeout is not None:
         options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
         # redis-py retries failed commands by default; a producer with a latency bound
         # must fail fast instead and let its caller decide.
-        options["retry"] = Retry(NoBackoff(), 0)
+        options["retry"] = retry(NoBackoff(), 0)
     if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
         options.setdefault("ssl_cert_reqs", None)
-    return redis.Redis.from_url(url, **options)
+    return options
 
 
 @dataclass(frozen=True)
