@@ -28,53 +28,21 @@ from fastapi import FastAPI, Request
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auditq import web
 from auditq.async_client import AsyncAuditClient
-from auditq.config import load_settings
 from auditq.events import AuditEvent
 from auditq.producer import LogResult
-from auditq.tokens import TokenVerifier
-from auditq.web import (
-    REQUEST_ID_HEADER,
-    merged,
-    request_fields,
-    request_id,
-    route_fields,
-    with_context,
-)
 
 _REQUEST_ID = "auditq_request_id"  # keys in the ASGI scope's state
 _CONTEXT = "auditq_context"
 _ROUTE = "auditq_route"
 
 
-class Audit:
-    def __init__(
-        self,
-        app: FastAPI | None = None,
-        *,
-        client: AsyncAuditClient | None = None,
-        verifier: TokenVerifier | None = None,
-    ):
-        # Made on first use: the client belongs to the event loop that serves requests.
-        self._client = client
-        self._verifier = verifier
-        if app is not None:
-            self.init_app(app)
+class Audit(web.Integration[AsyncAuditClient]):
+    client_class = AsyncAuditClient
 
     def init_app(self, app: FastAPI) -> None:
         app.add_middleware(AuditMiddleware, audit=self)
-
-    @property
-    def client(self) -> AsyncAuditClient:
-        if self._client is None:
-            self._client = AsyncAuditClient.from_env()
-        return self._client
-
-    @property
-    def verifier(self) -> TokenVerifier:
-        if self._verifier is None:
-            self._verifier = TokenVerifier.from_settings(load_settings())
-        return self._verifier
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -111,7 +79,7 @@ class Audit:
         if _CONTEXT not in state:
             headers = Headers(scope=scope)
             client = scope.get("client")
-            state[_CONTEXT] = request_fields(
+            state[_CONTEXT] = web.request_fields(
                 await self.verifier.aactor(headers.get("authorization")),
                 client[0] if client else None,
                 headers.get("user-agent"),
@@ -125,11 +93,11 @@ class Audit:
         method = scope["method"]
         await self.client.log(
             action or f"http.{method.lower()}",
-            **merged(
+            **web.merged(
                 await self._context(scope),
                 {
                     "category": category,
-                    **route_fields(method, getattr(route, "path", scope["path"]), status),
+                    **web.route_fields(method, getattr(route, "path", scope["path"]), status),
                 },
             ),
         )
@@ -143,11 +111,11 @@ class RequestAudit:
         self.context = context
 
     async def log(self, action: str, **fields: Any) -> LogResult:
-        return await self.client.log(action, **merged(self.context, fields))
+        return await self.client.log(action, **web.merged(self.context, fields))
 
     async def log_many(self, events: Iterable[dict[str, Any] | AuditEvent]) -> list[LogResult]:
         """Dicts get the request's fields; an ``AuditEvent`` is logged exactly as built."""
-        return await self.client.log_many(with_context(self.context, events))
+        return await self.client.log_many(web.with_context(self.context, events))
 
 
 class AuditMiddleware:
@@ -168,7 +136,7 @@ class AuditMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+                MutableHeaders(scope=message)[web.REQUEST_ID_HEADER] = rid
                 if _ROUTE in scope["state"]:
                     await self.audit._log_route(scope, message["status"])
             await send(message)
@@ -185,5 +153,5 @@ class AuditMiddleware:
 def _request_id(scope: Scope) -> str:
     state = scope.setdefault("state", {})
     if _REQUEST_ID not in state:
-        state[_REQUEST_ID] = request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        state[_REQUEST_ID] = web.request_id(Headers(scope=scope).get(web.REQUEST_ID_HEADER))
     return state[_REQUEST_ID]

@@ -22,12 +22,11 @@ from typing import Any, TypeVar
 from flask import Flask, Response, current_app, g, has_request_context, request
 
 from auditq.client import AuditClient
-from auditq.config import load_settings
 from auditq.events import AuditEvent
 from auditq.producer import LogResult
-from auditq.tokens import TokenVerifier
 from auditq.web import (
     REQUEST_ID_HEADER,
+    Integration,
     merged,
     request_fields,
     request_id,
@@ -39,35 +38,12 @@ View = TypeVar("View", bound=Callable[..., Any])
 _ROUTE_MARK = "_auditq_route"
 
 
-class Audit:
-    def __init__(
-        self,
-        app: Flask | None = None,
-        *,
-        client: AuditClient | None = None,
-        verifier: TokenVerifier | None = None,
-    ):
-        # Both are made on first use, so creating the extension touches no server.
-        self._client = client
-        self._verifier = verifier
-        if app is not None:
-            self.init_app(app)
+class Audit(Integration[AuditClient]):
+    client_class = AuditClient
 
     def init_app(self, app: Flask) -> None:
         app.extensions["auditq"] = self
         app.after_request(self._after_request)
-
-    @property
-    def client(self) -> AuditClient:
-        if self._client is None:
-            self._client = AuditClient.from_env()
-        return self._client
-
-    @property
-    def verifier(self) -> TokenVerifier:
-        if self._verifier is None:
-            self._verifier = TokenVerifier.from_settings(load_settings())
-        return self._verifier
 
     # --- logging ------------------------------------------------------------------------
 

@@ -11,14 +11,53 @@ import re
 import uuid
 from collections.abc import Iterable
 from ipaddress import ip_address
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from auditq.config import load_settings
 from auditq.events import AuditEvent
-from auditq.tokens import Actor
+from auditq.tokens import Actor, TokenVerifier
 
 REQUEST_ID_HEADER = "X-Request-Id"
+Client = TypeVar("Client")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _USER_AGENT_MAX = 1024  # AuditEvent.user_agent's limit
+
+
+class Integration(Generic[Client]):
+    """What ``auditq.flask.Audit`` and ``auditq.fastapi.Audit`` hold: a client and a verifier.
+
+    Both are made on first use (``from_env``, the settings), so creating the extension
+    touches no server, and an async client is made on the loop that serves requests.
+    """
+
+    client_class: Any  # AuditClient or AsyncAuditClient
+
+    def __init__(
+        self,
+        app: Any = None,
+        *,
+        client: Client | None = None,
+        verifier: TokenVerifier | None = None,
+    ):
+        self._client = client
+        self._verifier = verifier
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Any) -> None:
+        raise NotImplementedError
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = self.client_class.from_env()
+        return self._client  # type: ignore[return-value]
+
+    @property
+    def verifier(self) -> TokenVerifier:
+        if self._verifier is None:
+            self._verifier = TokenVerifier.from_settings(load_settings())
+        return self._verifier
 
 
 def request_id(header: str | None) -> str:

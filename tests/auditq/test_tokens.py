@@ -14,19 +14,11 @@ from auditq.config import load_settings
 from auditq.tokens import ANONYMOUS, Actor, TokenVerifier
 from tests.supabase_auth import (
     JWT_SECRET,
-    JwksServer,
     es256_key,
     es256_token,
     hs256_token,
     public_jwk,
 )
-
-
-@pytest.fixture
-def jwks():
-    with JwksServer() as server:
-        server.add_key("key-1")
-        yield server
 
 
 @pytest.fixture
