@@ -11,7 +11,7 @@ which the sync client uses too. Only the I/O differs:
   of each store would be twice the code for a path that is not hot.
 
 Normal events of concurrent ``log()`` calls are coalesced: calls made while a script call
-is being prepared ride on the same one (one round trip, one connection), with at most
+is in flight ride together on the next one (one round trip, one connection), with at most
 ``_IN_FLIGHT`` script calls at a time. Under asyncio concurrency that is what keeps the
 connection count and the per-event cost low; each caller still gets its own outcomes and a
 lone call goes out at once.
@@ -132,12 +132,22 @@ class AsyncAuditClient:
     # --- normal events ------------------------------------------------------------------------
 
     async def _coalesced(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
+        if not self._sending:  # nothing in flight: a lone call goes out itself, no task hop
+            self._sending += 1
+            try:
+                return await self._normal(events, payloads)
+            finally:
+                self._sending -= 1
+                self._start_sender()
         waiting = _Waiting(events, payloads, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
-        if self._sending < _IN_FLIGHT:
+        self._start_sender()
+        return await waiting.done
+
+    def _start_sender(self) -> None:
+        if self._waiting and self._sending < _IN_FLIGHT:
             self._sending += 1
             asyncio.get_running_loop().create_task(self._send_waiting())
-        return await waiting.done
 
     async def _send_waiting(self) -> None:
         """Send what waits, in calls of up to _COALESCE_MAX events, until nothing waits."""
