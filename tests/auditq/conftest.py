@@ -1,10 +1,12 @@
 """Fixtures of the producer tests (clients, framework integrations, tokens)."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
-from tests.supabase_auth import JwksServer
+from tests.supabase_auth import JWT_SECRET, JwksServer
 
 
 @pytest.fixture
@@ -29,3 +31,21 @@ def route_events(stream_events):
         + (e.get("actor_id"),)
         for e in stream_events()
     ]
+
+
+@pytest.fixture
+def readme_example(monkeypatch, redis_url):
+    """Runs the README's ``### <title>`` Python example with the test Redis in the environment;
+    returns its module namespace."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("SUPABASE_JWT_SECRET", JWT_SECRET)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+    def run(title: str) -> dict:
+        section = readme.split(f"\n### {title}\n", 1)[1]
+        code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+        namespace: dict = {"__name__": f"readme_{title.lower()}"}
+        exec(compile(code, f"README.md ### {title}", "exec"), namespace)  # noqa: S102
+        return namespace
+
+    return run

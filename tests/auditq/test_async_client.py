@@ -169,3 +169,12 @@ def test_counts_made_while_redis_was_down_arrive_when_it_is_back(doomed_redis): 
     lost, after, counters = run(using(load_settings(redis_url=doomed_redis.url), body))
     assert lost.reason == "redis_unavailable" and after.outcome == "queued"
     assert int(counters[b"dropped_redis_unavailable"]) == 1
+
+
+def test_the_readme_example_runs(readme_example, stream_events):
+    asyncio.run(readme_example("asyncio")["export_report"]("u_42"))
+    assert [(e["action"], e.get("actor_id")) for e in stream_events()] == [
+        ("report.export", "u_42"),
+        ("report.view", None),
+        ("report.share", None),
+    ]

@@ -188,3 +188,27 @@ def test_route_auditing_records_method_route_status_and_actor(app, route_events)
         ("user.ban", "denied", 403, "POST", route, "u_5"),
         ("user.ban", "failure", 500, "POST", route, None),
     ]
+
+
+def test_the_readme_example_runs(readme_example, stream_events):
+    app = readme_example("FastAPI")["app"]
+    auth = {"Authorization": f"Bearer {hs256_token('u_3')}"}
+
+    async def go():
+        async with app.router.lifespan_context(app), asgi_client(app) as http:
+            published = await http.post("/posts/p_1/publish", headers=auth)
+            deleted = await http.delete("/users/u_8", headers=auth)
+            return published.json(), deleted.json()
+
+    assert asyncio.run(go()) == ({"published": "p_1"}, {"deleted": "u_8"})
+    publish, delete = stream_events()
+    assert (publish["action"], publish["actor_id"], publish["target_id"]) == (
+        "post.publish",
+        "u_3",
+        "p_1",
+    )
+    assert (delete["action"], delete["actor_id"], delete["metadata"]["route"]) == (
+        "user.delete",
+        "u_3",
+        "/users/{user_id}",
+    )

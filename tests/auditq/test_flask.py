@@ -139,3 +139,24 @@ def test_init_app_later_and_outside_a_request_logs_plainly(redis_url, stream_eve
     audit.log("job.run")
     (event,) = stream_events()
     assert event.keys() == {"id", "occurred_at", "action", "category", "metadata"}
+
+
+def test_the_readme_example_runs(readme_example, stream_events):
+    app = readme_example("Flask")["app"]
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {hs256_token('u_3')}", "X-Forwarded-For": "198.51.100.4"}
+    assert client.post("/posts/p_1/publish", headers=auth).json == {"published": "p_1"}
+    assert client.delete("/users/u_8", headers=auth).status_code == 204
+    publish, delete = stream_events()
+    assert (publish["action"], publish["actor_id"], publish["target_id"]) == (
+        "post.publish",
+        "u_3",
+        "p_1",
+    )
+    assert publish["ip"] == "198.51.100.4"  # the example's ProxyFix trusts one hop
+    # Critical, with no store configured here: deferred to the stream, still recorded.
+    assert (delete["action"], delete["category"], delete["metadata"]["status"]) == (
+        "user.delete",
+        "critical",
+        204,
+    )
