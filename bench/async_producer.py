@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -161,6 +162,8 @@ def main() -> None:
                 for name, counts in outcomes.items()
             ))  # fmt: skip
             print(json.dumps({"concurrency": concurrency, "outcomes": outcomes}))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    parts.append(f"Load average (1, 5, 15 min) at the end: {load} on a shared machine.")
     command = f"python bench/async_producer.py --events {args.events}"
     save("Async producer", f"{command} --concurrency {args.concurrency}", "\n\n".join(parts))
 
