@@ -30,22 +30,13 @@ from pathlib import Path
 import redis
 import redis.asyncio
 from common import save, summary, table
+from producer import event  # the same event as the sync producer benchmark
 
 from auditq.async_client import AsyncAuditClient
 from auditq.client import AuditClient
 from auditq.config import load_settings
 from auditq.embedded import RedisServer
 from auditq.events import build_event
-
-
-def event(i: int) -> dict:
-    return {
-        "action": "user.login",
-        "actor_id": f"u_{i}",
-        "target_type": "session",
-        "ip": "203.0.113.9",
-        "metadata": {"mfa": True, "attempt": i},
-    }
 
 
 async def ticker(stop: asyncio.Event, stalls: list[float]) -> None:
