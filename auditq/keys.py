@@ -42,4 +42,19 @@ class Keys:
         return f"{self.prefix}:worker:{worker_id}"
 
     def lock(self, name: str) -> str:
+        """A lease (``alerts``: the one alert evaluator)."""
         return f"{self.prefix}:lock:{name}"
+
+    @property
+    def alerts_status(self) -> str:
+        """The alert evaluator's last run (JSON), for the alerts page."""
+        return f"{self.prefix}:alerts:status"
+
+    def revoked_session(self, session_id: str) -> str:
+        """Marks a dashboard session ended by logout; expires when its cookie would."""
+        return f"{self.prefix}:session:revoked:{session_id}"
+
+    def login_attempts(self, window: int, who: str) -> str:
+        """Counter of the dashboard's login attempts by ``who`` (``ip:<address>`` or
+        ``login:<role>``) in one fixed window; expires with it."""
+        return f"{self.prefix}:ratelimit:login:{window}:{who}"

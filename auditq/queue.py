@@ -91,13 +91,6 @@ class Queue:
     def length(self) -> int:
         return self.redis.xlen(self.keys.stream)
 
-    def oldest_age(self, now: float | None = None) -> float:
-        """Seconds since the oldest event still in the stream was added (0 when empty).
-
-        Entries are deleted once stored, so the first entry is the oldest unprocessed one.
-        """
-        return age_of_first(self.redis.xrange(self.keys.stream, count=1), now)
-
     def depth(self, now: float | None = None) -> Depth:
         """Queue length, dead letters and lag in one round trip (the dashboard's reads)."""
         pipe = self.redis.pipeline(transaction=False)

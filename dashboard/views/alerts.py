@@ -34,13 +34,11 @@ from auditq.alerts.service import AlertService, NotFound
 from auditq.stores import StoreError
 from dashboard.access import admin_only
 from dashboard.audit import record
-from dashboard.nav import NavItem
 from dashboard.resources import resources
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
-NAV = NavItem("Alerts", "alerts.index", 25)
 
 EXTENSION = "auditq_alerts"
 _lock = threading.Lock()

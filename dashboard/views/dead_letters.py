@@ -12,11 +12,9 @@ from werkzeug.wrappers import Response
 
 from dashboard import dead_letters as dl
 from dashboard.audit import record
-from dashboard.nav import NavItem
 from dashboard.resources import resources
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/dead-letters")
-NAV = NavItem("Dead letters", "dead_letters.index", 30)
 
 DISCARDED_EVENT_CHARS = 16_000
 FULL = (

@@ -13,11 +13,9 @@ from flask import Blueprint, Response, abort, render_template, request, stream_w
 from auditq.stores import QUERY_COLUMNS, StoreError
 from dashboard import explorer as ex
 from dashboard.audit import record
-from dashboard.nav import NavItem
 from dashboard.resources import resources
 
 bp = Blueprint("explorer", __name__, url_prefix="/explorer")
-NAV = NavItem("Explorer", "explorer.index", 40)
 
 
 @bp.route("/")

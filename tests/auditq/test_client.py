@@ -9,7 +9,7 @@ import pytest
 
 from auditq.client import AuditClient, AuditUnavailable
 from auditq.config import load_settings
-from auditq.embedded import RedisServer, free_port
+from auditq.devtools.embedded import RedisServer, free_port
 from auditq.events import EventError
 
 

@@ -2,6 +2,7 @@
 
 import threading
 
+from auditq.heartbeat import list_workers
 from auditq.keys import GROUP
 from auditq.queue import Queue, connect
 from auditq.stats import Stats
@@ -21,7 +22,7 @@ from tests.worker.helpers import (
     totals,
 )
 from worker.batching import AdaptiveBatch
-from worker.heartbeat import WorkerStatus, list_workers
+from worker.heartbeat import WorkerStatus
 from worker.insert import BatchInserter
 from worker.reclaim import Reclaim
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from auditq.embedded import HOST, free_port
+from auditq.devtools.embedded import HOST, free_port
 
 
 class Receiver:

@@ -9,9 +9,9 @@ import uuid
 import psycopg
 import pytest
 
-from auditq.embedded import free_port
+from auditq.devtools.embedded import free_port
 from dashboard.api.events import MAX_EVENTS, body_limit
-from tests.dashboard.conftest import INGEST_TOKEN, LiveServer, drain_into_store
+from tests.dashboard.helpers import INGEST_TOKEN, LiveServer, drain_into_store
 
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 

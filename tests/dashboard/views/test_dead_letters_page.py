@@ -10,7 +10,7 @@ import psycopg
 
 from auditq.events import ENTRY_ID_NAMESPACE, decode_entry
 from dashboard import dead_letters as dl
-from tests.dashboard.conftest import add_dead_letter, csrf_token
+from tests.dashboard.helpers import add_dead_letter, csrf_token
 
 
 def audit_rows(dsn: str, action: str) -> list[tuple]:
@@ -91,7 +91,7 @@ def test_an_event_without_an_id_keeps_the_one_derived_from_its_first_entry(
 
 
 def test_requeue_with_the_queue_full_says_so_and_keeps_the_dead_letter(make_app, redis_client):
-    from tests.dashboard.conftest import login
+    from tests.dashboard.helpers import login
 
     app = make_app(max_queue=1)
     keys = app.extensions["auditq"].keys
@@ -120,7 +120,7 @@ def test_requeue_all_moves_everything_in_chunks(admin, redis_client, keys, clean
 
 
 def test_requeue_all_stops_when_the_queue_fills(make_app, redis_client):
-    from tests.dashboard.conftest import login
+    from tests.dashboard.helpers import login
 
     app = make_app(max_queue=10)
     keys = app.extensions["auditq"].keys

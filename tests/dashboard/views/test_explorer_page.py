@@ -17,7 +17,7 @@ from auditq.events import build_event
 from auditq.stores import EventFilters
 from auditq.stores.postgres import PostgresStore
 from dashboard import explorer as ex
-from tests.dashboard.conftest import login
+from tests.dashboard.helpers import login
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
