@@ -35,7 +35,7 @@ from producer import event  # the same event as the sync producer benchmark
 from auditq.async_client import AsyncAuditClient
 from auditq.client import AuditClient
 from auditq.config import load_settings
-from auditq.embedded import RedisServer
+from auditq.devtools.embedded import RedisServer
 from auditq.events import build_event
 
 

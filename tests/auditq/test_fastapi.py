@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, HTTPException
 
 from auditq.async_client import AsyncAuditClient
 from auditq.config import load_settings
-from auditq.embedded import free_port
+from auditq.devtools.embedded import free_port
 from auditq.fastapi import Audit, RequestAudit
 from auditq.tokens import TokenVerifier
 from tests.polling import wait_for
