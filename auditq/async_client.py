@@ -67,7 +67,7 @@ class AsyncAuditClient:
         )
         self._script = self.redis.register_script(ENQUEUE_LUA)
         # Stats only fills pipelines here (``incr(..., pipe=...)``); this client executes them.
-        self._stats = Stats(self.redis, self.keys)  # type: ignore[arg-type]
+        self._stats = Stats(self.redis, self.keys)
         self._store = store
         self._store_opened = store is not None
         self._store_lock = asyncio.Lock()
@@ -124,7 +124,7 @@ class AsyncAuditClient:
         if not counts or self._unsent.hold(counts):
             return
         pipe = self.redis.pipeline(transaction=False)
-        self._stats.incr(counts, pipe=pipe)  # type: ignore[arg-type]
+        self._stats.incr(counts, pipe=pipe)
         try:
             await pipe.execute()
         except RedisError:

@@ -203,14 +203,15 @@ def _describe(error: ValidationError) -> str:
     lines = []
     for err in error.errors(include_input=False, include_url=False):
         field = err["loc"][0] if err["loc"] else None
-        name = _ENV_NAMES.get(field, str(field)) if field else "configuration"
+        name = _ENV_NAMES.get(str(field), str(field)) if field else "configuration"
         message = err["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {message}" if field else message)
     return "invalid configuration: " + "; ".join(lines)
 
 
-_ENV_NAMES = {
-    name: field.validation_alias.choices[0]  # type: ignore[union-attr]
+_ENV_NAMES: dict[str, str] = {
+    # Every field is declared with _env(), whose alias lists the variable's name first.
+    name: str(field.validation_alias.choices[0])  # type: ignore[union-attr]
     for name, field in Settings.model_fields.items()
 }
 

@@ -151,7 +151,7 @@ def _unstorable(value: dict | list | tuple | set | frozenset, depth: int) -> str
 
 
 def _has_nul(text: str | bytes) -> bool:
-    return ("\x00" if isinstance(text, str) else b"\x00") in text
+    return "\x00" in text if isinstance(text, str) else b"\x00" in text
 
 
 def _field_error(error: ValidationError) -> EventError:
