@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from auditq.devtools.embedded import RedisServer, free_port
 from tests.supabase_auth import JWT_SECRET, JwksServer
+
+
+@pytest.fixture
+def doomed_redis(tmp_path):
+    """A Redis of the test's own, for tests that stop and restart it."""
+    server = RedisServer(tmp_path / "redis", port=free_port())
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
