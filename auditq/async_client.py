@@ -96,7 +96,7 @@ class AsyncAuditClient:
 
         Raises EventError (naming the field) before anything is sent if any event is invalid.
         """
-        batch = Batch.of(events, self.settings.max_event_bytes)
+        batch = Batch.of(events, self.settings.max_event_bytes, self.settings.redact_key_set)
         for critical, indexes in batch.groups():
             events_, payloads = batch.pick(indexes)
             if critical:

@@ -16,6 +16,9 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic import model_validator as _model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from auditq.redact import DEFAULT_KEYS as DEFAULT_REDACT_KEYS
+from auditq.redact import key_set
+
 
 class ConfigError(ValueError):
     """Bad configuration. The message names the variable and never echoes its value."""
@@ -107,6 +110,15 @@ class Settings(BaseSettings):
         " is in front (see AUDITQ_TRUSTED_PROXIES).",
     )
 
+    # --- privacy ---------------------------------------------------------------------------
+    redact_keys: str = _env(
+        "AUDITQ_REDACT_KEYS",
+        default=",".join(DEFAULT_REDACT_KEYS),
+        description="Comma-separated metadata keys (case-insensitive, at any depth) whose"
+        ' values are replaced by "[redacted]" before an event is queued or stored, on every'
+        " path. Empty: redact nothing.",
+    )
+
     # --- alerts ----------------------------------------------------------------------------
     # Every web and worker process runs the evaluator; a Redis lease (AUDITQ_ALERT_LEASE
     # seconds, renewed each run) lets exactly one of them evaluate at a time.
@@ -184,6 +196,10 @@ class Settings(BaseSettings):
         if self.trusted_proxies is not None:
             return self.trusted_proxies
         return 1 if self.dyno else 0
+
+    @cached_property
+    def redact_key_set(self) -> frozenset[str]:
+        return key_set(self.redact_keys.split(","))
 
     @cached_property
     def store_kind(self) -> Literal["supabase", "postgres"] | None:

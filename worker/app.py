@@ -67,6 +67,7 @@ class Worker:
             self.sizer,
             self.status,
             max_event_bytes=settings.max_event_bytes,
+            redact_keys=settings.redact_key_set,
             retry_base=settings.retry_base,
             retry_max=settings.retry_max,
         )

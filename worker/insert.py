@@ -31,6 +31,7 @@ from tenacity import RetryCallState
 
 from auditq.events import AuditEvent, EventError, decode_entry
 from auditq.queue import Entry, Queue
+from auditq.redact import DEFAULT_KEY_SET
 from auditq.stats import Stats, latency_field
 from auditq.stores import Store, StoreError, StoreUnavailable
 from worker.backoff import Interrupted, retrying
@@ -71,6 +72,7 @@ class BatchInserter:
         max_event_bytes: int,
         retry_base: float,
         retry_max: float,
+        redact_keys: frozenset[str] = DEFAULT_KEY_SET,
     ) -> None:
         self.queue = queue
         self.stats = stats
@@ -78,6 +80,7 @@ class BatchInserter:
         self.sizer = sizer
         self.status = status
         self.max_event_bytes = max_event_bytes
+        self.redact_keys = redact_keys
         self.retry_base = retry_base
         self.retry_max = retry_max
         # One batch at a time per process: the drain and reclaim jobs run on separate
@@ -87,6 +90,15 @@ class BatchInserter:
     @property
     def consumer(self) -> str:
         return self.status.id
+
+    def decode(self, entry: Entry) -> AuditEvent:
+        """Validate one entry as the producers' clients do (secrets redacted)."""
+        return decode_entry(entry.id, entry.fields, self.max_event_bytes, self.redact_keys)
+
+    def dead_letter(self, dead: list[tuple[Entry, str]], pipe: redis.client.Pipeline) -> None:
+        self.queue.dead_letter(
+            dead, pipe, max_bytes=self.max_event_bytes, redact_keys=self.redact_keys
+        )
 
     def handle(self, entries: list[Entry], backlog: bool) -> None:
         """Store a batch this consumer holds. Call with ``self.lock`` held."""
@@ -99,7 +111,7 @@ class BatchInserter:
         sizes: list[int] = []
         for entry in entries:
             try:
-                items.append((entry, decode_entry(entry.id, entry.fields, self.max_event_bytes)))
+                items.append((entry, self.decode(entry)))
                 sizes.append(len(entry.fields.get(b"event", b"")))
             except Exception as error:  # whatever it is, it is this entry's fault
                 outcome.dead.append((entry, reason(error)))
@@ -228,7 +240,7 @@ class BatchInserter:
                 latency_field(latency_ms): 1,
             }
         pipe = self.queue.redis.pipeline(transaction=True)
-        self.queue.dead_letter(outcome.dead, pipe, max_bytes=self.max_event_bytes)
+        self.dead_letter(outcome.dead, pipe)
         self.queue.ack([entry.id for entry in outcome.stored], pipe)
         self.stats.incr(counts, pipe)
         try:

@@ -69,7 +69,7 @@ def ingest() -> ResponseReturnValue:
     events = []
     for index, item in enumerate(items):
         try:
-            event = build_event(item)
+            event = build_event(item, settings.redact_key_set)
         except EventError as error:
             return _error(
                 400, "invalid event", field=error.field, message=error.message, index=index
