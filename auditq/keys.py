@@ -43,3 +43,19 @@ class Keys:
 
     def lock(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"
+
+    @property
+    def alert_status(self) -> str:
+        """JSON the alert evaluator writes after each run: when, who, what it measured."""
+        return f"{self.prefix}:alerts:status"
+
+    @property
+    def alert_config(self) -> str:
+        """JSON copy of the last rules, channels and silences read from the store, so an
+        evaluator started while the store is down still knows them (channel secrets included)."""
+        return f"{self.prefix}:alerts:config"
+
+    @property
+    def alert_states(self) -> str:
+        """Hash: rule id -> JSON of its alert state, the copy that outlives a store outage."""
+        return f"{self.prefix}:alerts:states"

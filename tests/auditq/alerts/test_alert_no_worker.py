@@ -8,8 +8,7 @@ import pytest
 
 from auditq.alerts.evaluator import Evaluator
 from auditq.alerts.metrics import collect
-from auditq.alerts.service import AlertService
-from tests.auditq.alerts.conftest import KEYS
+from tests.auditq.alerts.helpers import KEYS, alert_service
 from tests.polling import wait_for
 from tests.worker.helpers import Workers
 
@@ -39,7 +38,7 @@ def test_killing_every_worker_delivers_the_no_live_worker_alert(
         lambda: pg_repo.get("alert_rules", "no_live_worker", key="seed_key"), "default rules"
     )
     assert rule["channel_ids"] == []
-    svc = AlertService(pg_repo, redis_client, KEYS)
+    svc = alert_service(pg_repo, redis_client)
     channel = svc.create_channel(
         {"name": "oncall", "kind": "slack", "config": {"url": receiver.url + "/slack"}}
     )

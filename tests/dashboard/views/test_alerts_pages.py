@@ -28,8 +28,13 @@ def repo(clean_db):
 
 
 @pytest.fixture
-def svc(repo, redis_client, keys):
-    return AlertService(repo, redis_client, keys)
+def app(make_app):
+    return make_app(alert_allow_private=True)  # the receivers listen on 127.0.0.1
+
+
+@pytest.fixture
+def svc(repo, redis_client, app):
+    return AlertService(repo, redis_client, app.extensions["auditq"].settings)
 
 
 @pytest.fixture

@@ -14,6 +14,11 @@ SLACK_URL = "https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXabcd"
 
 
 @pytest.fixture
+def app(make_app):
+    return make_app(alert_allow_private=True)  # the receivers listen on 127.0.0.1
+
+
+@pytest.fixture
 def api(app):
     client = app.test_client()
 
