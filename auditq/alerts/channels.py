@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from auditq.alerts import egress, notifiers
-from auditq.alerts.models import errors_of
+from auditq.alerts.models import errors_of, one_of
 from auditq.alerts.notifiers import PAGERDUTY_URL, Link, Outcome
 
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
@@ -207,9 +207,7 @@ class ChannelIn(BaseModel):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        if value not in KINDS:
-            raise ValueError("must be one of " + ", ".join(KINDS))
-        return value
+        return one_of(value, KINDS)
 
 
 CHANNEL_FIELDS = tuple(ChannelIn.model_fields)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import (
@@ -53,6 +53,13 @@ def errors_of(error: ValidationError, prefix: str = "") -> InvalidInput:
     return InvalidInput(found)
 
 
+def one_of(value: str, choices: Iterable[str]) -> str:
+    """``value`` if it is one of ``choices``; else an error listing them."""
+    if value not in choices:
+        raise ValueError("must be one of " + ", ".join(choices))
+    return value
+
+
 # --- rules ----------------------------------------------------------------------------------
 
 
@@ -76,9 +83,7 @@ class RuleIn(BaseModel):
     @field_validator("metric")
     @classmethod
     def _metric(cls, value: str) -> str:
-        if value not in METRICS:
-            raise ValueError("must be one of " + ", ".join(METRICS))
-        return value
+        return one_of(value, METRICS)
 
     @field_validator("threshold", "clear_threshold")
     @classmethod

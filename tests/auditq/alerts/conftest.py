@@ -12,6 +12,7 @@ from auditq.alerts.repo import PostgresRepo, Repo, SupabaseRepo
 from auditq.config import Settings, load_settings
 from auditq.stores.supabase import SupabaseStore
 from tests.auditq.alerts.helpers import Receiver, SmtpSink
+from tests.worker.helpers import Workers
 
 
 @pytest.fixture(params=["postgres", "supabase"])
@@ -65,6 +66,18 @@ def evaluators(settings, redis_client: redis.Redis) -> Iterator[Callable[..., Ev
     yield make
     for evaluator in made:
         evaluator.close()
+
+
+@pytest.fixture
+def worker_procs(tmp_path, redis_url, clean_db, redis_server) -> Iterator[Workers]:
+    """Real `python -m worker` processes (each runs the evaluator too); killed at the end."""
+    procs = Workers(tmp_path, redis_url, clean_db)
+    yield procs
+    for proc in procs.procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    redis_server.start()  # a test that stopped it may have failed half-way
 
 
 @pytest.fixture

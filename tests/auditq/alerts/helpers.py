@@ -31,6 +31,18 @@ def alert_service(repo: Repo, redis_client: redis.Redis | None = None) -> AlertS
     return AlertService(repo, redis_client, settings)
 
 
+def email_channel(svc: AlertService, smtp: SmtpSink, to: str = "ops@example.com") -> dict:
+    """An email channel to the SMTP sink (plain SMTP on 127.0.0.1)."""
+    config = {
+        "host": HOST,
+        "port": smtp.port,
+        "starttls": False,
+        "from": "auditq@example.com",
+        "to": to,
+    }
+    return svc.create_channel({"name": "mail", "kind": "email", "config": config})
+
+
 def set_queue(client: redis.Redis, length: int) -> None:
     """Make the real stream hold exactly ``length`` entries."""
     current = client.xlen(KEYS.stream)

@@ -10,7 +10,7 @@ import pytest
 from auditq.alerts.evaluator import Evaluator
 from auditq.alerts.repo import PostgresRepo
 from tests.auditq.alerts.helpers import alert_service as service
-from tests.auditq.alerts.helpers import set_queue
+from tests.auditq.alerts.helpers import email_channel, set_queue
 
 
 def slack(svc, receiver, name="slack", path="/slack"):
@@ -95,19 +95,7 @@ def test_each_channel_gets_its_real_payload(pg_repo, evaluators, redis_client, r
         svc.create_channel(
             {"name": "am", "kind": "webhook", "config": {"url": receiver.url + "/am"}}
         ),
-        svc.create_channel(
-            {
-                "name": "mail",
-                "kind": "email",
-                "config": {
-                    "host": "127.0.0.1",
-                    "port": smtp.port,
-                    "starttls": False,
-                    "from": "auditq@example.com",
-                    "to": "oncall@example.com, ops@example.com",
-                },
-            }
-        ),
+        email_channel(svc, smtp, to="oncall@example.com, ops@example.com"),
     ]
     rule = queue_rule(svc, channels, for_seconds=0, clear_threshold=None)
     ev = evaluators(pg_repo)

@@ -11,7 +11,7 @@ from auditq.alerts import egress
 from auditq.alerts.channels import parse_channel
 from auditq.alerts.evaluator import Evaluator
 from auditq.alerts.models import InvalidInput
-from tests.auditq.alerts.helpers import alert_service, set_queue
+from tests.auditq.alerts.helpers import alert_service, email_channel, set_queue
 
 
 @pytest.mark.parametrize(
@@ -85,19 +85,7 @@ def test_a_send_to_a_private_address_is_refused_at_send_time(
     hook = svc.create_channel(
         {"name": "hook", "kind": "webhook", "config": {"url": receiver.url + "/hook"}}
     )
-    mail = svc.create_channel(
-        {
-            "name": "mail",
-            "kind": "email",
-            "config": {
-                "host": "127.0.0.1",
-                "port": smtp.port,
-                "starttls": False,
-                "from": "auditq@example.com",
-                "to": "ops@example.com",
-            },
-        }
-    )
+    mail = email_channel(svc, smtp)
     svc.create_rule(
         {
             "name": "Queue",

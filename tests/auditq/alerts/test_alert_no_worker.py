@@ -4,23 +4,10 @@ process's evaluator takes the lease over and fires the default rule."""
 import signal
 import time
 
-import pytest
-
 from auditq.alerts.evaluator import Evaluator
 from auditq.alerts.metrics import collect
 from tests.auditq.alerts.helpers import KEYS, alert_service
 from tests.polling import wait_for
-from tests.worker.helpers import Workers
-
-
-@pytest.fixture
-def worker_procs(tmp_path, redis_url, clean_db):
-    procs = Workers(tmp_path, redis_url, clean_db)
-    yield procs
-    for proc in procs.procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
 
 
 def test_killing_every_worker_delivers_the_no_live_worker_alert(

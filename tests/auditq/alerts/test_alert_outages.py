@@ -20,7 +20,6 @@ from auditq.stores.supabase import SupabaseStore
 from tests.auditq.alerts.helpers import KEYS, alert_service, set_queue
 from tests.polling import wait_for
 from tests.worker.helpers import (
-    Workers,
     assert_exactly_once,
     drained,
     enqueue,
@@ -38,17 +37,6 @@ def sb_repo(clean_db, postgrest):
     postgrest.server.start()  # a test that stopped it may have failed half-way
 
 
-@pytest.fixture
-def worker_procs(tmp_path, redis_url, clean_db, redis_server):
-    procs = Workers(tmp_path, redis_url, clean_db)
-    yield procs
-    for proc in procs.procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    redis_server.start()  # a test that stopped it may have failed half-way
-
-
 def sent(receiver, rule_name: str) -> list[str]:
     """Statuses ("firing", "resolved") the webhook receiver accepted for one rule."""
     return [
@@ -62,6 +50,19 @@ def evaluated_since(client: redis.Redis, since: float) -> bool:
     """The leading evaluator has finished a run that started after ``since``."""
     raw = client.get(KEYS.alert_status)
     return bool(raw) and json.loads(raw)["at"] > since
+
+
+def fired_and_resolved_once(receiver, rule_name: str, client: redis.Redis, procs) -> None:
+    """The alert resolves after the outage; later runs (of any process) send nothing more."""
+    wait_for(
+        lambda: sent(receiver, rule_name) == ["firing", "resolved"],
+        f"{rule_name!r} to resolve after the outage",
+        60,
+        procs.logs,
+    )
+    resolved_at = time.time()
+    wait_for(lambda: evaluated_since(client, resolved_at + 1), "more evaluations", 60)
+    assert sent(receiver, rule_name) == ["firing", "resolved"]  # once, not once per process
 
 
 def webhook(svc, receiver):
@@ -240,15 +241,7 @@ def test_a_data_api_outage_is_alerted_during_it_and_resolved_after_it_once(
         postgrest.server.start()
 
     wait_for(lambda: drained(redis_client), "the backlog to drain", 120, worker_procs.logs)
-    wait_for(
-        lambda: sent(receiver, "Lag over 3 s") == ["firing", "resolved"],
-        "the lag alert to resolve after the outage",
-        60,
-        worker_procs.logs,
-    )
-    resolved_at = time.time()
-    wait_for(lambda: evaluated_since(redis_client, resolved_at + 1), "two more runs", 60)
-    assert sent(receiver, "Lag over 3 s") == ["firing", "resolved"]
+    fired_and_resolved_once(receiver, "Lag over 3 s", redis_client, worker_procs)
     assert sent(receiver, "Failed batches") == ["firing"]  # once, not once per process
     sent_payloads = payloads[: len(entry_ids)]  # the producer stopped with the outage
     assert_exactly_once(clean_db, expected_ids(entry_ids, sent_payloads))
@@ -299,13 +292,5 @@ def test_a_redis_outage_is_alerted_during_it_and_resolved_after_it_once(
             redis_client.ping()  # still down: it fired DURING the outage
     finally:
         redis_server.start()
-    wait_for(
-        lambda: sent(receiver, "Redis unreachable") == ["firing", "resolved"],
-        "the alert to resolve after the outage",
-        60,
-        worker_procs.logs,
-    )
-    resolved_at = time.time()
-    wait_for(lambda: evaluated_since(redis_client, resolved_at + 1), "two more runs", 60)
-    assert sent(receiver, "Redis unreachable") == ["firing", "resolved"]  # once, not per process
+    fired_and_resolved_once(receiver, "Redis unreachable", redis_client, worker_procs)
     assert all(proc.poll() is None for proc in worker_procs.procs)
