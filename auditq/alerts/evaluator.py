@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
@@ -39,7 +39,7 @@ from auditq.alerts.lease import Leadership, RedisLease, StoreLease, holder_token
 from auditq.alerts.memory import Config, Journal, LastKnown, StateBook
 from auditq.alerts.messages import outbox_row
 from auditq.alerts.outbox import Delivery, Outbox
-from auditq.alerts.repo import Repo, open_repo
+from auditq.alerts.repo import FailFast, Repo, open_repo
 from auditq.alerts.rules import RuleState, reset, silenced_rule_ids, step
 from auditq.alerts.tables import HISTORY, OUTBOX
 from auditq.config import Settings
@@ -84,7 +84,9 @@ class Evaluator:
         repo = repo if repo is not None else open_repo(settings)
         if repo is None:
             raise ValueError("alerts need a store (SUPABASE_URL or DATABASE_URL)")
-        self.repo = repo
+        # Every store call of a run goes through one breaker (see FailFast).
+        self._breaker = FailFast(repo)
+        self.repo = cast(Repo, self._breaker)
         self._own_http = http is None
         self.http = http or httpx.Client(follow_redirects=False)
         # The lease must outlive a run (with its deliveries) and the gap to the next one.
@@ -109,6 +111,7 @@ class Evaluator:
         """One evaluation if this process leads; None if another one does (or, just after a
         start with the store down and no copy in Redis, nothing is known yet)."""
         with self._lock:
+            self._breaker.reset()
             if not self.leader.acquire():
                 return None
             now = time.time() if now is None else now

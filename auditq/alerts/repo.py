@@ -394,5 +394,35 @@ def _execute(query: Any) -> Any:
         raise StoreUnavailable(f"postgrest unreachable: {type(error).__name__}") from None
 
 
+class FailFast:
+    """A Repo that, once the store failed to answer, fails at once until ``reset()``.
+
+    The evaluator resets it at the start of each run: a store that hangs then costs a run
+    one timeout instead of one per query, so the run stays well inside its lease."""
+
+    def __init__(self, repo: Repo):
+        self.repo = repo
+        self.down: StoreUnavailable | None = None
+
+    def reset(self) -> None:
+        self.down = None
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.repo, name)
+        if name == "close":
+            return method
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self.down is not None:
+                raise self.down
+            try:
+                return method(*args, **kwargs)
+            except StoreUnavailable as error:
+                self.down = error
+                raise
+
+        return guarded
+
+
 def rows_by(rows: Iterable[Row], key: str = "id") -> dict[str, Row]:
     return {row[key]: row for row in rows}
