@@ -162,7 +162,7 @@ class StateBook:
         self.unsaved &= rule_ids
         if not self.unsaved:
             return
-        copies = {
+        copies: dict[Any, str] = {
             rule_id: json.dumps({"state": e.state.to_row(), "updated_at": e.updated_at})
             for rule_id, e in self.entries.items()
         }

@@ -50,7 +50,7 @@ def backoff(attempts: int, cap: float, base: float = 2.0) -> float:
 @dataclass(frozen=True)
 class Delivery:
     outbox_id: str
-    channel_id: str
+    channel_id: str | None
     kind: str
     status: str  # sent | retrying | failed
     attempts: int
