@@ -136,10 +136,13 @@ class StateBook:
             self._offer(rule_id, RuleState.from_row(data["state"]), data["updated_at"])
 
     def _offer(self, rule_id: str, state: RuleState, updated_at: float) -> None:
+        # The newest wins, even over a change of ours the store has not taken yet: that one
+        # is older than what another leader decided since (we lost the lead meanwhile).
         mine = self.entries.get(rule_id)
-        if rule_id in self.unsaved or (mine is not None and mine.updated_at >= updated_at):
+        if mine is not None and mine.updated_at >= updated_at:
             return
         self.entries[rule_id] = _Entry(state, updated_at)
+        self.unsaved.discard(rule_id)
 
     def get(self, rule_id: str) -> RuleState:
         entry = self.entries.get(rule_id)
