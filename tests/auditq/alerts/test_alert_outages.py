@@ -144,6 +144,30 @@ def test_a_process_started_while_the_store_is_down_knows_the_rules_from_redis(
     assert sent(receiver, "Queue too long") == ["firing"]
 
 
+def test_a_leader_change_during_a_store_outage_still_notifies_once(
+    sb_repo, postgrest, evaluators, redis_client, receiver
+):
+    svc = alert_service(sb_repo)
+    queue_rule(svc, webhook(svc, receiver))
+    a, b = evaluators(sb_repo), evaluators(sb_repo)
+    t = time.time()
+    a.evaluate_once(t)
+    postgrest.server.stop()
+    set_queue(redis_client, 20)
+    a.evaluate_once(t + 5)  # fires; the store has not seen it
+    a.leader.release()  # a loses the lead (as when its lease ran out) ...
+    set_queue(redis_client, 0)
+    assert b.evaluate_once(t + 10) is not None  # ... b resumes from the Redis copy, resolves
+    assert sent(receiver, "Queue too long") == ["firing", "resolved"]
+    postgrest.server.start()
+    b.leader.release()
+    assert a.evaluate_once(t + 15) is not None  # a leads again: b's newer state wins
+    a.evaluate_once(t + 20)
+    assert sent(receiver, "Queue too long") == ["firing", "resolved"]
+    (state,) = sb_repo.list("alert_rule_state")
+    assert state["state"] == "normal"
+
+
 def test_without_redis_one_evaluator_leads_through_the_lease_in_the_store(pg_repo, settings):
     dead = connect("redis://127.0.0.1:1/0", timeout=0.2)  # a Redis nobody can reach
     a = Evaluator(settings, dead, pg_repo)
