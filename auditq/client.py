@@ -39,6 +39,50 @@ log = logging.getLogger(__name__)
 Outcome = Literal["queued", "written", "deferred", "dropped"]
 _BLOCK_POLL = 0.01  # seconds between retries while waiting for room (overflow=block)
 _REDIS_RETRY_AFTER = 1.0  # seconds counters stay in memory after a Redis failure
+WARN_EVERY = 10.0  # seconds between two warnings for the same reason (a count in between)
+REDIS_DOWN = "redis unavailable, normal events dropped"
+DIRECT_FAILED = "direct write to the store failed"
+
+
+class WarnEvery:
+    """At most one warning line per ``interval`` seconds per reason, saying how many.
+
+    A producer in an outage fails on every call; one line per call (thousands a second)
+    buries the log and costs more than the event. The first failure is logged at once,
+    the rest are counted and logged with their count when the interval has passed or
+    when things work again (``flush``), so no failure goes unreported.
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = WARN_EVERY) -> None:
+        self.log = logger
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}  # reason -> when it was last logged
+        self._pending: Counter[str] = Counter()
+        self._detail: dict[str, str] = {}
+
+    def warn(self, reason: str, count: int, detail: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._pending[reason] += count
+            self._detail[reason] = detail
+            if now - self._last.get(reason, float("-inf")) < self.interval:
+                return
+            self._last[reason] = now
+            count = self._pending.pop(reason)
+        self.log.warning("%s: %d events (%s)", reason, count, detail)
+
+    def flush(self, reason: str) -> None:
+        """Log what was counted and not yet logged (call when the failing thing works)."""
+        if not self._pending:  # the common case, without the lock
+            return
+        with self._lock:
+            count = self._pending.pop(reason, 0)
+            self._last.pop(reason, None)  # the next outage is reported at once
+        if count:
+            self.log.warning(
+                "%s: %d more events before it recovered (%s)", reason, count, self._detail[reason]
+            )
 
 
 class AuditUnavailable(RuntimeError):
@@ -64,6 +108,7 @@ class AuditClient:
         # Counts that could not reach Redis while it was down; added on the next success.
         self._unsent: Counter[str] = Counter()
         self._redis_failed_at = float("-inf")
+        self.warnings = WarnEvery(log)
 
     @classmethod
     def from_env(cls) -> AuditClient:
@@ -111,13 +156,10 @@ class AuditClient:
                 ids = self._wait_for_room(payloads, ids)
         except redis.RedisError as error:
             self._redis_failed_at = time.monotonic()
-            log.warning(
-                "redis unavailable, %d normal events dropped: %s",
-                len(payloads),
-                type(error).__name__,
-            )
+            self.warnings.warn(REDIS_DOWN, len(payloads), type(error).__name__)
             self._count({"dropped_redis_unavailable": len(payloads)})
             return [("dropped", "redis_unavailable")] * len(payloads)
+        self.warnings.flush(REDIS_DOWN)
         self._flush_unsent()
         full = [i for i, entry_id in enumerate(ids) if entry_id is None]
         outcomes: list[tuple[Outcome, str | None]] = [("queued", None)] * len(payloads)
@@ -172,9 +214,10 @@ class AuditClient:
         try:
             store.insert_events(events, ingest_path="direct")
         except StoreError as error:
-            log.warning("direct write of %d events failed: %s", len(events), error)
+            self.warnings.warn(DIRECT_FAILED, len(events), str(error))
             self._count({"direct_failed": len(events)})
             return False
+        self.warnings.flush(DIRECT_FAILED)
         self._count({"direct_written": len(events)})
         return True
 

@@ -1,7 +1,9 @@
 """Every setting auditq reads, declared once, read from the environment (12-factor).
 
-Other modules never touch ``os.environ``: they take a ``Settings`` (usually from
-``load_settings()``), so tests can build one directly with keyword arguments.
+The library reads no ``os.environ`` elsewhere: it takes a ``Settings`` (usually from
+``load_settings()``), so tests can build one directly with keyword arguments. Only the
+dev tooling (``auditq.devtools``) and ``gunicorn.conf.py`` handle the environment itself,
+to build their children's environment and the server's options.
 """
 
 from __future__ import annotations
@@ -82,7 +84,21 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = _env("API_TOKEN", default=None)
     refresh_seconds: float = _env("AUDITQ_REFRESH_SECONDS", default=2.0, ge=0.5)
     url_prefix: str = _env("AUDITQ_URL_PREFIX", default="")
-    trusted_proxies: int = _env("AUDITQ_TRUSTED_PROXIES", default=1, ge=0, le=10)
+    trusted_proxies: int | None = _env(
+        "AUDITQ_TRUSTED_PROXIES",
+        default=None,
+        ge=0,
+        le=10,
+        description="Proxy hops in front of the web process whose X-Forwarded-* headers are"
+        " trusted (by gunicorn and the app alike). Unset: 1 on Heroku (DYNO set), else 0, dev"
+        " mode included; with 0 a client cannot choose the address the login limit counts.",
+    )
+    dyno: str | None = _env(
+        "DYNO",
+        default=None,
+        description="Set by Heroku on every dyno; auditq reads it only to know Heroku's router"
+        " is in front (see AUDITQ_TRUSTED_PROXIES).",
+    )
 
     # --- alerts ----------------------------------------------------------------------------
     # Every web and worker process runs the evaluator; a Redis lease and a lease row in the
@@ -152,6 +168,13 @@ class Settings(BaseSettings):
         if not self.batch_min <= self.batch_start <= self.batch_max:
             raise ValueError("AUDITQ_BATCH_MIN <= AUDITQ_BATCH_START <= AUDITQ_BATCH_MAX must hold")
         return self
+
+    @cached_property
+    def proxy_hops(self) -> int:
+        """How many X-Forwarded-* hops to trust: the setting, else Heroku's router, else none."""
+        if self.trusted_proxies is not None:
+            return self.trusted_proxies
+        return 1 if self.dyno else 0
 
     @cached_property
     def store_kind(self) -> Literal["supabase", "postgres"] | None:

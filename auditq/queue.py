@@ -24,6 +24,9 @@ from auditq.keys import GROUP, Keys
 from auditq.stats import MINUTE_TTL, epoch_minute
 
 ENQUEUE_LUA = (Path(__file__).parent / "lua" / "enqueue.lua").read_text()
+REASON_CHARS = 2000  # a dead letter's reason, at most
+FAILURE_TTL = 7 * 86_400  # seconds a remembered failure outlives its last update
+TRUNCATED_KEEP = 4096  # bytes kept of an oversized dead event: enough to tell what it was
 
 
 def connect(url: str, timeout: float | None = None, **kwargs) -> redis.Redis:
@@ -83,13 +86,6 @@ class Queue:
 
     def length(self) -> int:
         return self.redis.xlen(self.keys.stream)
-
-    def oldest_age(self, now: float | None = None) -> float:
-        """Seconds since the oldest event still in the stream was added (0 when empty).
-
-        Entries are deleted once stored, so the first entry is the oldest unprocessed one.
-        """
-        return age_of_first(self.redis.xrange(self.keys.stream, count=1), now)
 
     def depth(self, now: float | None = None) -> Depth:
         """Queue length, dead letters and lag in one round trip (the dashboard's reads)."""
@@ -162,6 +158,7 @@ class Queue:
         target = pipe if pipe is not None else self.redis.pipeline(transaction=True)
         target.xack(self.keys.stream, GROUP, *ids)
         target.xdel(self.keys.stream, *ids)
+        target.hdel(self.keys.failures, *ids)
         if pipe is None:
             target.execute()
 
@@ -175,15 +172,42 @@ class Queue:
         if ids:
             self.redis.xclaim(self.keys.stream, GROUP, consumer, 0, ids, justid=True)
 
+    def remember_failure(self, ids: list[str], reason: str) -> None:
+        """Note why these entries were left pending; the first reason noted wins.
+
+        An entry that keeps failing is dead-lettered by reclaim after max_deliveries; its
+        dead letter then says what went wrong, not only how often it was delivered.
+        """
+        if ids:
+            pipe = self.redis.pipeline(transaction=False)
+            for entry_id in ids:
+                pipe.hsetnx(self.keys.failures, entry_id, reason[:REASON_CHARS])
+            pipe.expire(self.keys.failures, FAILURE_TTL)
+            pipe.execute()
+
+    def first_failures(self, ids: list[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        reasons = self.redis.hmget(self.keys.failures, ids)
+        return {i: r.decode(errors="replace") for i, r in zip(ids, reasons, strict=True) if r}
+
     def dead_letter(
-        self, entries: list[tuple[Entry, str]], pipe: redis.client.Pipeline | None = None
+        self,
+        entries: list[tuple[Entry, str]],
+        pipe: redis.client.Pipeline | None = None,
+        *,
+        max_bytes: int,
     ) -> None:
-        """Move entries to the dead-letter stream with their reasons, then ack them."""
+        """Move entries to the dead-letter stream with their reasons, then ack them.
+
+        An event over ``max_bytes`` (AUDITQ_MAX_EVENT_BYTES) can never be stored, so only
+        its first TRUNCATED_KEEP bytes are kept, for inspection, with its size noted.
+        """
         if not entries:
             return
         target = pipe if pipe is not None else self.redis.pipeline(transaction=True)
         for entry, reason in entries:
-            target.xadd(self.keys.dead, _dead_fields(entry, reason))
+            target.xadd(self.keys.dead, _dead_fields(entry, reason, max_bytes))
         self.ack([entry.id for entry, _ in entries], target)
         if pipe is None:
             target.execute()
@@ -200,17 +224,20 @@ def age_of_first(xrange_reply: list, now: float | None = None) -> float:
     return max(0.0, (time.time() if now is None else now) - added_ms / 1000)
 
 
-def _dead_fields(entry: Entry, reason: str) -> dict[str, str | bytes | int]:
+def _dead_fields(entry: Entry, reason: str, max_bytes: int) -> dict[str, str | bytes | int]:
     event = entry.fields.get(b"event")
     if event is None:  # keep whatever the producer sent, readable, for inspection
-        event = json.dumps({_text(k): _text(v) for k, v in entry.fields.items()})
-    return {
+        event = json.dumps({_text(k): _text(v) for k, v in entry.fields.items()}).encode()
+    fields: dict[str, str | bytes | int] = {
         "event": event,
-        "reason": reason[:2000],
+        "reason": reason[:REASON_CHARS],
         "entry_id": entry.id,
         "deliveries": entry.deliveries,
         "dead_at": int(time.time() * 1000),
     }
+    if len(event) > max_bytes:
+        fields |= {"event": event[:TRUNCATED_KEEP], "event_bytes": len(event), "truncated": 1}
+    return fields
 
 
 def _text(raw: bytes) -> str:

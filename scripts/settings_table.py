@@ -64,8 +64,6 @@ MEANINGS = {
     "AUDITQ_RETRY_MAX": "Longest backoff, in seconds (exponential, jittered).",
     "AUDITQ_HEARTBEAT_INTERVAL": "Seconds between worker heartbeats.",
     "AUDITQ_HEARTBEAT_TTL": "Seconds without a heartbeat after which a worker counts as dead.",
-    "AUDITQ_TRUSTED_PROXIES": "Proxy hops in front of the web process whose X-Forwarded-*"
-    " headers are trusted: 1 on Heroku; 0 when clients reach gunicorn directly.",
     "AUDITQ_WORKER_FORGET_AFTER": "Seconds after its last heartbeat that a worker killed"
     " without a clean exit is dropped from the workers page and from heartbeat_age_seconds.",
     "AUDITQ_SHUTDOWN_GRACE": "Seconds a worker has after SIGTERM to finish its batch"

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redis
 
-from auditq.embedded import (
+from auditq.devtools.embedded import (
     DEV_AUTHENTICATOR_PASSWORD,
     PostgresServer,
     RedisServer,

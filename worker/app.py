@@ -99,7 +99,7 @@ class Worker:
         )
         # Alert evaluation runs in workers and web processes alike (leases pick one at a
         # time), so alerts keep working whichever of them is alive.
-        self.alerts = add_alert_job(scheduler, s)
+        add_alert_job(scheduler, s)
         return scheduler
 
     def run(self) -> int:

@@ -97,7 +97,7 @@ class Evaluator:
             StoreLease(self.repo, LEASE_NAME, ttl, token),
         )
         self.config = LastKnown(self.repo, self.redis, self.keys)
-        self.states = StateBook(self.repo, self.redis, self.keys.alert_states)
+        self.states = StateBook(self.repo, self.redis, self.keys.alerts_states)
         self.journal = Journal(self.repo)
         self.outbox = Outbox(self.repo, self.http, self.journal, settings)
         self.seed = seed
@@ -213,7 +213,7 @@ class Evaluator:
         }
         ttl = int(max(60, 3 * self.settings.alert_interval))
         with contextlib.suppress(redis.RedisError):
-            self.redis.set(self.keys.alert_status, json.dumps(status), ex=ttl)
+            self.redis.set(self.keys.alerts_status, json.dumps(status), ex=ttl)
 
     # --- scheduling ------------------------------------------------------------------------
 

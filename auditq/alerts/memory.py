@@ -5,9 +5,9 @@ a copy of it; this process holds the latest in memory. Each run reads what answe
 
 - ``LastKnown``: rules, channels and silences as last read from the store. While the store
   is down the evaluator uses them from memory, or, just after a restart, from the copy in
-  Redis (``Keys.alert_config``, channel secrets included: Redis is as private as the store).
+  Redis (``Keys.alerts_config``, channel secrets included: Redis is as private as the store).
 - ``StateBook``: each rule's alert state. Per rule the newest of memory, the store and the
-  Redis copy (``Keys.alert_states``) wins, so a process that takes over (during an outage or
+  Redis copy (``Keys.alerts_states``) wins, so a process that takes over (during an outage or
   after one) resumes where the last leader stopped. Changes go to Redis at once and to the
   store when it answers (kept until then).
 - ``Journal``: alert history rows, written when the store answers, in order.
@@ -52,7 +52,7 @@ class LastKnown:
     def __init__(self, repo: Repo, client: redis.Redis, keys: Keys):
         self.repo = repo
         self.redis = client
-        self.key = keys.alert_config
+        self.key = keys.alerts_config
         self.config: Config | None = None
         self._saved_digest: str | None = None
 

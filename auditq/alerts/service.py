@@ -166,7 +166,7 @@ class AlertService:
         if self.redis is None:
             return None
         try:
-            raw = self.redis.get(self.keys.alert_status)
+            raw = self.redis.get(self.keys.alerts_status)
         except redis.RedisError:
             return None
         return json.loads(raw) if raw else None

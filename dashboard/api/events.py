@@ -48,6 +48,10 @@ def ingest() -> ResponseReturnValue:
         return _error(413, "body too large", limit_bytes=request.max_content_length)
     try:
         raw = request.get_data(cache=False)
+        # A chunked body has no Content-Length: the stream stops at the limit without a
+        # word, so one more byte tells a body that fits from one cut short.
+        if len(raw) >= request.max_content_length:
+            request.stream.read(1)
     except RequestEntityTooLarge:
         return _error(413, "body too large", limit_bytes=request.max_content_length)
     if not request.mimetype or request.mimetype != "application/json":

@@ -32,13 +32,11 @@ from auditq.alerts.service import NotFound
 from auditq.stores import StoreError
 from dashboard.access import admin_only
 from dashboard.audit import record
-from dashboard.nav import NavItem
 from dashboard.resources import alert_service as service
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
-NAV = NavItem("Alerts", "alerts.index", 25)
 
 SILENCE_DURATIONS = [
     (30, "30 minutes"),

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.auditq.alerts.helpers import Receiver
-from tests.dashboard.conftest import LiveServer, screenshot
+from tests.dashboard.helpers import LiveServer, screenshot
 from tests.dashboard.test_browser import log_in
 from tests.polling import wait_for
 

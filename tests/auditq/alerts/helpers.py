@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 from auditq.alerts.repo import Repo
 from auditq.alerts.service import AlertService
 from auditq.config import load_settings
-from auditq.embedded import HOST, free_port
+from auditq.devtools.embedded import HOST, free_port
 from auditq.keys import Keys
 
 KEYS = Keys("audit")

@@ -48,7 +48,7 @@ def sent(receiver, rule_name: str) -> list[str]:
 
 def evaluated_since(client: redis.Redis, since: float) -> bool:
     """The leading evaluator has finished a run that started after ``since``."""
-    raw = client.get(KEYS.alert_status)
+    raw = client.get(KEYS.alerts_status)
     return bool(raw) and json.loads(raw)["at"] > since
 
 
@@ -229,7 +229,7 @@ def test_a_data_api_outage_is_alerted_during_it_and_resolved_after_it_once(
             supabase=postgrest, alert_interval=0.3, alert_lease=3, alert_allow_private=True
         )
     wait_for(
-        lambda: b"Failed batches" in (redis_client.get(KEYS.alert_config) or b""),
+        lambda: b"Failed batches" in (redis_client.get(KEYS.alerts_config) or b""),
         "an evaluator to have read the rules",
         60,
         worker_procs.logs,

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from tests.auditq.alerts.helpers import Receiver
-from tests.dashboard.conftest import API_TOKEN
+from tests.dashboard.helpers import API_TOKEN
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 SLACK_URL = "https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXabcd"

@@ -15,7 +15,7 @@ from auditq.alerts.evaluator import Evaluator
 from auditq.alerts.repo import PostgresRepo
 from auditq.alerts.service import AlertService
 from tests.auditq.alerts.helpers import Receiver
-from tests.dashboard.conftest import csrf_token
+from tests.dashboard.helpers import csrf_token
 
 SLACK_URL = "https://hooks.slack.com/services/T0000/B0000/SECRETSECRETwxyz"
 
