@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,10 +83,9 @@ class LastKnown:
             sort_keys=True,
         )
         digest = hashlib.sha256(text.encode()).hexdigest()
-        if digest == self._saved_digest:
-            return
         try:
-            self.redis.set(self.key, text)
+            # Unchanged: written only if missing (Redis restarted empty since).
+            self.redis.set(self.key, text, nx=digest == self._saved_digest)
         except redis.RedisError:
             return
         self._saved_digest = digest
@@ -163,8 +163,8 @@ class StateBook:
         """Write what changed: to Redis now, to the store as soon as it answers."""
         self.entries = {k: v for k, v in self.entries.items() if k in rule_ids}
         self.unsaved &= rule_ids
-        if not self.unsaved:
-            return
+        # The copy is rewritten every run (a few small fields): one that Redis lost in a
+        # restart is back before the next store outage needs it.
         copies: dict[Any, str] = {
             rule_id: json.dumps({"state": e.state.to_row(), "updated_at": e.updated_at})
             for rule_id, e in self.entries.items()
@@ -172,7 +172,8 @@ class StateBook:
         try:
             pipe = self.redis.pipeline(transaction=True)
             pipe.delete(self.key)
-            pipe.hset(self.key, mapping=copies)
+            if copies:
+                pipe.hset(self.key, mapping=copies)
             pipe.execute()
         except redis.RedisError:
             pass  # the store (and memory) still have it
@@ -190,11 +191,14 @@ class StateBook:
 
 
 class Journal:
-    """Alert history rows, in order; each is written once the store takes it."""
+    """Alert history rows, in order; each is written once the store takes it. A long outage
+    keeps the latest ``MAX_WAITING`` (history is for reading, the outbox is what sends)."""
+
+    MAX_WAITING = 10_000
 
     def __init__(self, repo: Repo):
         self.repo = repo
-        self.waiting: list[Mapping[str, Any]] = []
+        self.waiting: deque[Mapping[str, Any]] = deque(maxlen=self.MAX_WAITING)
 
     def record(self, row: Mapping[str, Any]) -> None:
         self.waiting.append(row)
@@ -208,5 +212,5 @@ class Journal:
                 log.warning("alerts: history row dropped: %s", error)
             except StoreError:
                 return False
-            self.waiting.pop(0)
+            self.waiting.popleft()
         return True

@@ -144,6 +144,18 @@ def test_a_process_started_while_the_store_is_down_knows_the_rules_from_redis(
     assert sent(receiver, "Queue too long") == ["firing"]
 
 
+def test_the_redis_copy_comes_back_after_redis_lost_it(sb_repo, evaluators, redis_client, receiver):
+    svc = alert_service(sb_repo)
+    queue_rule(svc, webhook(svc, receiver))
+    ev = evaluators(sb_repo)
+    t = time.time()
+    ev.evaluate_once(t)
+    redis_client.flushdb()  # as a Redis restarted without persistence
+    ev.evaluate_once(t + 5)  # nothing changed, and still:
+    assert b"Queue too long" in redis_client.get(KEYS.alerts_config)
+    assert redis_client.hlen(KEYS.alerts_states) == 1
+
+
 def test_a_leader_change_during_a_store_outage_still_notifies_once(
     sb_repo, postgrest, evaluators, redis_client, receiver
 ):
