@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     supabase_url: str | None = _env("SUPABASE_URL", default=None)
     supabase_service_role_key: SecretStr | None = _env("SUPABASE_SERVICE_ROLE_KEY", default=None)
     database_url: SecretStr | None = _env("DATABASE_URL", default=None)
+    supabase_jwt_secret: SecretStr | None = _env(
+        "SUPABASE_JWT_SECRET",
+        default=None,
+        description="The project's JWT secret, to verify HS256 access tokens (legacy projects)"
+        " in auditq.flask and auditq.fastapi. Asymmetric tokens are verified with the"
+        " project's JWKS at SUPABASE_URL/auth/v1/.well-known/jwks.json and need no secret.",
+    )
     store: Literal["auto", "supabase", "postgres"] = _env(
         "AUDITQ_STORE", default="auto", description="auto: supabase if SUPABASE_URL, else postgres"
     )
@@ -145,6 +152,16 @@ class Settings(BaseSettings):
             return None
         if urlsplit(value.get_secret_value()).scheme not in ("postgres", "postgresql"):
             raise ValueError("must be a postgres:// or postgresql:// URL")
+        return value
+
+    @field_validator("supabase_jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        # Supabase's secrets are 40+ characters; a short one makes forging tokens feasible.
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
         return value
 
     @field_validator("url_prefix")

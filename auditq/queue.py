@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Literal
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from auditq.keys import GROUP, Keys
-from auditq.stats import MINUTE_TTL, epoch_minute
+from auditq.producer import enqueue_call, entry_ids
 
 ENQUEUE_LUA = (Path(__file__).parent / "lua" / "enqueue.lua").read_text()
 REASON_CHARS = 2000  # a dead letter's reason, at most
@@ -35,15 +37,24 @@ def connect(url: str, timeout: float | None = None, **kwargs) -> redis.Redis:
     ``rediss://`` on Heroku presents a self-signed certificate, so it is not verified
     (the connection is still encrypted); a URL may override with ``ssl_cert_reqs``.
     """
+    return redis.Redis.from_url(url, **_options(url, timeout, Retry, kwargs))
+
+
+def connect_async(url: str, timeout: float | None = None, **kwargs) -> redis.asyncio.Redis:
+    """The same client for asyncio (AsyncAuditClient)."""
+    return redis.asyncio.Redis.from_url(url, **_options(url, timeout, AsyncRetry, kwargs))
+
+
+def _options(url: str, timeout: float | None, retry: type, kwargs: dict) -> dict:
     options = dict(kwargs)
     if timeout is not None:
         options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
         # redis-py retries failed commands by default; a producer with a latency bound
         # must fail fast instead and let its caller decide.
-        options["retry"] = Retry(NoBackoff(), 0)
+        options["retry"] = retry(NoBackoff(), 0)
     if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
         options.setdefault("ssl_cert_reqs", None)
-    return redis.Redis.from_url(url, **options)
+    return options
 
 
 @dataclass(frozen=True)
@@ -75,12 +86,8 @@ class Queue:
         self, items: list[tuple[str, str]], on_full: Literal["drop", "reject"] = "drop"
     ) -> list[str | None]:
         """Add (category, event JSON) pairs; return entry ids, None where the queue was full."""
-        args: list[str | int] = [self.max_len, on_full, MINUTE_TTL]
-        for category, payload in items:
-            args += [category, payload]
-        keys = [self.keys.stream, self.keys.counters, self.keys.minute(epoch_minute())]
-        results = self._enqueue(keys=keys, args=args)
-        return [r.decode() if isinstance(r, bytes) else None for r in results]
+        keys, args = enqueue_call(self.keys, self.max_len, items, on_full)
+        return entry_ids(self._enqueue(keys=keys, args=args))
 
     # --- what the dashboard and alerts read (each O(1) or O(log n)) -----------------------
 
