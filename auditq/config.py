@@ -120,14 +120,22 @@ class Settings(BaseSettings):
     )
 
     # --- alerts ----------------------------------------------------------------------------
-    # Every web and worker process runs the evaluator; a Redis lease (AUDITQ_ALERT_LEASE
-    # seconds, renewed each run) lets exactly one of them evaluate at a time.
+    # Every web and worker process runs the evaluator; a Redis lease and a lease row in the
+    # store (AUDITQ_ALERT_LEASE seconds, renewed each run) let exactly one of them evaluate
+    # at a time, also while one of the two is down (auditq/alerts/lease.py).
     alert_interval: float = _env("AUDITQ_ALERT_INTERVAL", default=5.0, gt=0, le=300)
     alert_lease: float = _env("AUDITQ_ALERT_LEASE", default=30.0, gt=0, le=3600)
     alerts_in_web: bool = _env("AUDITQ_ALERTS_IN_WEB", default=True)
     alert_http_timeout: float = _env("AUDITQ_ALERT_HTTP_TIMEOUT", default=10.0, gt=0, le=120)
     alert_max_attempts: int = _env("AUDITQ_ALERT_MAX_ATTEMPTS", default=12, ge=1, le=100)
     alert_retry_max: float = _env("AUDITQ_ALERT_RETRY_MAX", default=300.0, gt=0, le=86_400)
+    alert_allow_private: bool = _env(
+        "AUDITQ_ALERT_ALLOW_PRIVATE",
+        default=False,
+        description="Let alert channels (webhooks, Slack, PagerDuty URLs, SMTP hosts) reach"
+        " loopback, private and link-local addresses. Off: such destinations are refused when"
+        " a channel is saved and at every send. `python -m auditq dev` turns it on.",
+    )
     # Base URL of the dashboard, for links in notifications (optional).
     public_url: str | None = _env("AUDITQ_PUBLIC_URL", default=None)
 

@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     access.init_app(app)  # after the blueprints: it checks every endpoint declares access
 
     # The alert evaluator runs in web processes too, so alerts still work with every worker
-    # dead; a Redis lease lets one process evaluate at a time (auditq/alerts/evaluator.py).
+    # dead; leases let one process evaluate at a time (auditq/alerts/lease.py).
     if settings.alerts_in_web:
         from auditq.alerts.evaluator import start_background
 

@@ -34,6 +34,7 @@ TABLES_TO_CLEAN = (
     "public.alert_outbox",
     "public.alert_history",
     "public.alert_meta",
+    "public.alert_leases",
 )
 
 

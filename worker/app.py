@@ -98,8 +98,8 @@ class Worker:
         scheduler.add_job(
             self.reclaim.run, "interval", seconds=s.claim_timeout / 2, id="reclaim", **common
         )
-        # Alert evaluation runs in workers and web processes alike (a Redis lease picks one
-        # at a time), so alerts keep working whichever of them is alive.
+        # Alert evaluation runs in workers and web processes alike (leases pick one at a
+        # time), so alerts keep working whichever of them is alive.
         add_alert_job(scheduler, s)
         return scheduler
 

@@ -14,7 +14,7 @@ almost all the current one; an event is counted for 60 s to 120 s, never for les
 
 A value of ``None`` means "no data" (a rule's ``no_data`` setting decides what that means):
 ``heartbeat_age_seconds`` without any registered worker, ``batch_latency_p95_ms`` without a
-batch in the window, and every metric when Redis cannot be read.
+batch in the window, and every metric but ``redis_up`` (then 0) when Redis cannot be read.
 """
 
 from __future__ import annotations
@@ -81,6 +81,12 @@ METRICS: dict[str, Metric] = {
             "95th percentile batch insert time in the last 60 s (bucket upper bound).",
         ),
         Metric(
+            "redis_up",
+            "Redis reachable",
+            "",
+            "1 when the evaluator could read Redis this run, 0 when it could not.",
+        ),
+        Metric(
             "critical_deferred",
             "Critical events deferred",
             "events/min",
@@ -102,7 +108,8 @@ def window_weights(now: float) -> tuple[int, float]:
 def collect(
     client: redis.Redis, keys: Keys, heartbeat_ttl: float, now: float | None = None
 ) -> dict[str, float | None]:
-    """Every metric at ``now`` (default: the time now). All None when Redis cannot be read."""
+    """Every metric at ``now`` (default: the time now). When Redis cannot be read,
+    ``redis_up`` is 0 and every other metric None (no data)."""
     now = time.time() if now is None else now
     minute, weight = window_weights(now)
     pipe = client.pipeline(transaction=False)
@@ -116,7 +123,7 @@ def collect(
     try:
         length, first, dead, alive, oldest, current, previous = pipe.execute()
     except redis.RedisError:
-        return dict.fromkeys(METRICS)
+        return dict.fromkeys(METRICS) | {"redis_up": 0.0}
     window = parse_counters(current)
     for field, value in parse_counters(previous).items():
         window[field] = window.get(field, 0) + value * weight
@@ -136,12 +143,9 @@ def collect(
         "heartbeat_age_seconds": None if heartbeat_age is None else round(heartbeat_age, 3),
         "batch_latency_p95_ms": None if p95 is None else float(p95),
         "critical_deferred": _round(window.get("deferred", 0)),
+        "redis_up": 1.0,
     }
 
 
 def _round(value: float) -> float:
     return round(float(value), 4)
-
-
-def describe(name: str) -> Metric:
-    return METRICS[name]
