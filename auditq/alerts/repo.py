@@ -149,10 +149,10 @@ class PostgresRepo:
             dsn, timeout, "auditq-alerts", autocommit=True, row_factory=dict_row
         )
 
-    def _run(self, query: sql.Composable, params: Sequence[Any] = ()) -> list[Row]:
+    def _run(self, query: sql.SQL | sql.Composed, params: Sequence[Any] = ()) -> list[Row]:
         try:
             with self._db.use() as conn:
-                cur = conn.execute(query, params)
+                cur = conn.cursor(row_factory=dict_row).execute(query, params)
                 rows = cur.fetchall() if cur.description else []
                 return [_from_db(r) for r in rows]
         except psycopg.Error as error:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from auditq.alerts.metrics import METRICS, collect, window_weights
+from auditq.alerts.metrics import METRICS, collect
 from auditq.queue import connect
-from auditq.stats import latency_field
+from auditq.stats import latency_field, window_weights
 from tests.auditq.alerts.helpers import KEYS, set_queue
 
 MINUTE = 29_000_000  # an epoch minute
