@@ -24,7 +24,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auditq.embedded import (  # noqa: E402
+from auditq.devtools.embedded import (  # noqa: E402
     DEV_AUTHENTICATOR_PASSWORD,
     PostgresServer,
     RedisServer,

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redis
 
-from auditq.embedded import (
+from auditq.devtools.embedded import (
     DEV_AUTHENTICATOR_PASSWORD,
     PostgresServer,
     RedisServer,
@@ -35,6 +35,7 @@ TABLES_TO_CLEAN = (
     "public.alert_outbox",
     "public.alert_history",
     "public.alert_meta",
+    "public.alert_leases",
 )
 
 

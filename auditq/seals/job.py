@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from auditq.alerts.evaluator import Lease
+from auditq.alerts.lease import RedisLease, holder_token
 from auditq.config import ConfigError, Settings
 from auditq.keys import Keys
 from auditq.seals import signing
@@ -34,7 +34,7 @@ class SealJob:
         self.redis = client
         self.keys = Keys(settings.prefix)
         self.signer = signing.signer(settings)
-        self.lease = Lease(client, self.keys.lock(LEASE_NAME), LEASE_TTL)
+        self.lease = RedisLease(client, self.keys.lock(LEASE_NAME), LEASE_TTL, holder_token())
 
     def run(self) -> None:
         try:

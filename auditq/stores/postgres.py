@@ -171,21 +171,24 @@ class PostgresStore:
 
     def seal_horizon(self) -> tuple[int, datetime]:
         with self._read() as conn:
-            xmin, now = conn.execute("select * from public.audit_seal_horizon()").fetchone()
+            xmin, now = _one(conn.execute("select * from public.audit_seal_horizon()"))
         return int(xmin), now
 
     def sealable_rows(
         self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
     ) -> list[dict[str, Any]]:
         """Rows with from_txid <= txid < to_txid, in (txid, id) order, after the keyset."""
+        # Qualified names: a bare "txid" or "id" in ORDER BY would mean the text columns
+        # selected under those names, and put txid 1000 before 999.
         query = (
-            f"select {_SEALED} from public.audit_logs where txid >= %s::xid8 and txid < %s::xid8"
+            f"select {_SEALED} from public.audit_logs l"
+            " where l.txid >= %s::xid8 and l.txid < %s::xid8"
         )
         params: list[Any] = [str(from_txid), str(to_txid)]
         if after is not None:
-            query += " and (txid, id) > (%s::xid8, %s::uuid)"
+            query += " and (l.txid, l.id) > (%s::xid8, %s::uuid)"
             params += [str(after[0]), after[1]]
-        query += " order by txid, id limit %s"
+        query += " order by l.txid, l.id limit %s"
         params.append(limit)
         with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(query, params).fetchall()
@@ -195,10 +198,12 @@ class PostgresStore:
     ) -> tuple[int, int, bytes]:
         """The next seal's (to_txid, row count, leaves), computed by the database."""
         with self._read() as conn:
-            end, count, leaves = conn.execute(
-                "select * from public.audit_seal_next(%s, %s, %s, %s)",
-                [str(from_txid), str(horizon), stored_before, max_rows],
-            ).fetchone()
+            end, count, leaves = _one(
+                conn.execute(
+                    "select * from public.audit_seal_next(%s, %s, %s, %s)",
+                    [str(from_txid), str(horizon), stored_before, max_rows],
+                )
+            )
         return int(end), int(count), bytes(leaves)
 
     def last_seal(self) -> dict[str, Any] | None:
@@ -231,10 +236,13 @@ class PostgresStore:
     def unsealed(self, from_txid: int) -> tuple[int, datetime | None]:
         """How many rows no seal covers yet, and when the oldest of them was stored."""
         with self._read() as conn:
-            count, oldest = conn.execute(
-                "select count(*), min(received_at) from public.audit_logs where txid >= %s::xid8",
-                [str(from_txid)],
-            ).fetchone()
+            count, oldest = _one(
+                conn.execute(
+                    "select count(*), min(received_at) from public.audit_logs"
+                    " where txid >= %s::xid8",
+                    [str(from_txid)],
+                )
+            )
         return count, oldest
 
     def _seals(self, tail: str, params: list[Any], leaves: bool) -> list[dict[str, Any]]:
@@ -258,6 +266,13 @@ class PostgresStore:
                     conn.rollback()  # read only; end the transaction psycopg opened
         except psycopg.Error as error:
             raise classify(error) from error
+
+
+def _one(cursor: psycopg.Cursor) -> tuple[Any, ...]:
+    """The one row an aggregate or a function call returns."""
+    row = cursor.fetchone()
+    assert row is not None
+    return row
 
 
 def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> None:

@@ -13,11 +13,9 @@ from werkzeug.wrappers import Response
 from dashboard.audit import record
 from dashboard.ext import htmx
 from dashboard.integrity import snapshot, start_verify
-from dashboard.nav import NavItem
 from dashboard.resources import resources
 
 bp = Blueprint("integrity", __name__, url_prefix="/integrity")
-NAV = NavItem("Integrity", "integrity.index", 35)
 
 
 @bp.route("/")

@@ -11,8 +11,8 @@ from auditq.config import Settings
 from auditq.seals import signing
 from auditq.seals.sealer import seal_pass
 from auditq.stores.postgres import PostgresStore
-from tests.auditq.seals.conftest import events, superuser
-from tests.dashboard.conftest import API_TOKEN, csrf_token, login
+from tests.auditq.seals.helpers import events, superuser
+from tests.dashboard.helpers import API_TOKEN, csrf_token, login
 from tests.polling import wait_for
 
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}

@@ -10,7 +10,7 @@ import pytest
 
 from auditq.seals.sealer import seal_pass
 from auditq.stores.postgres import PostgresStore
-from tests.auditq.seals.conftest import events
+from tests.auditq.seals.helpers import events
 
 TABLES = ("audit_logs", "audit_seals")
 

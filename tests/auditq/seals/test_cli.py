@@ -11,7 +11,7 @@ from auditq.__main__ import main
 from auditq.config import ConfigError, load_settings
 from auditq.seals import signing
 from auditq.stores.postgres import PostgresStore
-from tests.auditq.seals.conftest import events, superuser
+from tests.auditq.seals.helpers import events, superuser
 
 
 @pytest.fixture

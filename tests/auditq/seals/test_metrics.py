@@ -7,7 +7,7 @@ import psycopg
 from auditq.keys import Keys
 from auditq.seals import reconcile, status
 from auditq.seals.sealer import seal_pass
-from tests.auditq.seals.conftest import events
+from tests.auditq.seals.helpers import events
 
 KEYS = Keys("audit")
 

@@ -13,7 +13,7 @@ from auditq.seals import signing
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import NoSeals, verify
 from auditq.stores.postgres import PostgresStore
-from tests.auditq.seals.conftest import events, superuser
+from tests.auditq.seals.helpers import events, superuser
 
 
 def kinds(report):
@@ -167,3 +167,19 @@ def test_leaves_name_rows_by_uuid(store, signer):
     (seal,) = store.list_seals(0, 10)
     ids = {UUID(bytes=seal["leaves"][i : i + 16]) for i in range(0, 3 * 48, 48)}
     assert ids == {e.id for e in batch}
+
+
+def test_rows_are_read_in_txid_order_across_a_digit_boundary(store, clean_db):
+    # Regression: ordering by the txid selected as text put 1000 before 999, so paged reads
+    # went back and read rows twice (verify then called them "unexpected").
+    batch = events(4)
+    store.insert_events(batch)
+    with superuser(clean_db) as conn:
+        for event, txid in zip(batch, ("999", "999", "1000", "1001"), strict=True):
+            conn.execute("update audit_logs set txid = %s::xid8 where id = %s", [txid, event.id])
+    read, after = [], None
+    while page := store.sealable_rows(0, 2000, after, 1):
+        read.append((int(page[0]["txid"]), str(page[0]["id"])))
+        after = read[-1]
+    assert [txid for txid, _ in read] == [999, 999, 1000, 1001]
+    assert len({row_id for _, row_id in read}) == 4
