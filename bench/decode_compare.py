@@ -32,6 +32,7 @@ import msgspec
 import orjson
 import redis
 from common import save, table
+from drain import events
 
 from auditq.embedded import RedisServer
 from auditq.events import (
@@ -102,23 +103,10 @@ def msgspec_to_model(entry_id: str, raw: bytes) -> AuditEvent:
     return AuditEvent.model_construct(**msgspec.structs.asdict(event))
 
 
-def producer_event(i: int) -> dict[str, Any]:
-    return {
-        "action": "user.role_change",
-        "actor_id": f"u_{i % 5000}",
-        "target_type": "user",
-        "target_id": f"u_{i % 977}",
-        "ip": "198.51.100.23",
-        "tenant_id": "t_1",
-        "metadata": {"from": "member", "to": "admin", "i": i},
-    }
-
-
 def stream_entries(n: int) -> list[tuple[str, bytes]]:
     """What the worker reads: producer JSON, every other event without an id or time."""
     entries = []
-    for i in range(n):
-        event = producer_event(i)
+    for i, event in enumerate(events(n)):
         if i % 2:
             event |= {"id": str(uuid.uuid4()), "occurred_at": "2026-11-29T14:00:00.123456+00:00"}
         entries.append((f"{1764424800000 + i}-0", orjson.dumps(event)))
@@ -194,7 +182,7 @@ def main() -> None:
     for row in decode_rows:
         row.append(base / row[1])
 
-    dicts = [producer_event(i) for i in range(1000)]
+    dicts = events(1000)
     built = [build_event(d) for d in dicts]
     payloads = [encode(e, MAX_BYTES) for e in built]
     with (
