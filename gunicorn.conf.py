@@ -6,6 +6,8 @@ options override this file (``python -m auditq dev`` binds 127.0.0.1 that way).
 
 import os
 
+from auditq.config import load_settings
+
 bind = [f"0.0.0.0:{os.environ.get('PORT', '5000')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads: htmx polls every couple of seconds from each open tab, and an export streams for
@@ -27,9 +29,8 @@ errorlog = "-"
 # instance on the same machine would take it over, and nothing here uses it.
 control_socket_disable = True
 
-# On Heroku the router is the only way to reach a dyno, and it sets X-Forwarded-Proto and
-# appends the client's address to X-Forwarded-For itself; ProxyFix in the app trusts one
-# hop. Elsewhere keep gunicorn's default (127.0.0.1, or FORWARDED_ALLOW_IPS): a port that
-# clients reach directly must not let them claim https.
-if os.environ.get("DYNO"):
-    forwarded_allow_ips = "*"
+# Forwarded headers: one setting, AUDITQ_TRUSTED_PROXIES (unset: 1 on Heroku, where the
+# router is the only way to reach a dyno, else 0), decides here and in the app's ProxyFix.
+# With a proxy, gunicorn believes X-Forwarded-Proto from it; without one it believes no
+# peer, so a client reaching gunicorn directly cannot claim https.
+forwarded_allow_ips = "*" if load_settings().proxy_hops else ""

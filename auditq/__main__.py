@@ -6,8 +6,8 @@ import argparse
 import logging
 import sys
 
-from auditq import demo, dev
 from auditq.config import ConfigError, load_settings
+from auditq.devtools import demo, dev
 
 
 def _migrate(_args: argparse.Namespace) -> int:

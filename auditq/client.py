@@ -17,39 +17,23 @@ after ``AuditUnavailable`` should pass the same ``AuditEvent`` so its id stays t
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import redis
 
+from auditq import producer
 from auditq.config import Settings, load_settings
-from auditq.events import AuditEvent, build_event, encode
+from auditq.events import AuditEvent
 from auditq.keys import Keys
+from auditq.producer import AuditUnavailable, Batch, Decision, LogResult
 from auditq.queue import Queue, connect
 from auditq.stats import Stats
 from auditq.stores import Store, StoreError, open_store
 
-log = logging.getLogger(__name__)
-
-Outcome = Literal["queued", "written", "deferred", "dropped"]
-_BLOCK_POLL = 0.01  # seconds between retries while waiting for room (overflow=block)
-_REDIS_RETRY_AFTER = 1.0  # seconds counters stay in memory after a Redis failure
-
-
-class AuditUnavailable(RuntimeError):
-    """A critical event could be neither written nor queued; the caller must know."""
-
-
-@dataclass(frozen=True)
-class LogResult:
-    id: str
-    outcome: Outcome
-    reason: str | None = None  # why it was dropped or deferred
+__all__ = ["AuditClient", "AuditUnavailable", "LogResult"]
 
 
 class AuditClient:
@@ -61,9 +45,8 @@ class AuditClient:
         self.stats = Stats(self.redis, self.keys)
         self._store: Store | None = store
         self._store_lock = threading.Lock()
-        # Counts that could not reach Redis while it was down; added on the next success.
-        self._unsent: Counter[str] = Counter()
-        self._redis_failed_at = float("-inf")
+        self._unsent = producer.Unsent()
+        self.warnings = producer.WarnEvery()
 
     @classmethod
     def from_env(cls) -> AuditClient:
@@ -79,18 +62,11 @@ class AuditClient:
 
         Raises EventError (naming the field) before anything is sent if any event is invalid.
         """
-        built = [e if isinstance(e, AuditEvent) else build_event(e) for e in events]
-        payloads = [encode(e, self.settings.max_event_bytes) for e in built]
-        results: list[LogResult | None] = [None] * len(built)
-        normal = [i for i, e in enumerate(built) if e.category == "normal"]
-        critical = [i for i, e in enumerate(built) if e.category == "critical"]
-        for indexes, handle in ((normal, self._enqueue_normal), (critical, self._log_critical)):
-            if not indexes:
-                continue
-            outcomes = handle([built[i] for i in indexes], [payloads[i] for i in indexes])
-            for i, (outcome, reason) in zip(indexes, outcomes, strict=True):
-                results[i] = LogResult(str(built[i].id), outcome, reason)
-        return results  # type: ignore[return-value]
+        batch = Batch.of(events, self.settings.max_event_bytes, self.settings.redact_key_set)
+        for critical, indexes in batch.groups():
+            handle = self._log_critical if critical else self._enqueue_normal
+            batch.decide(indexes, handle(*batch.pick(indexes)))
+        return batch.results()
 
     def close(self) -> None:
         self.redis.close()
@@ -99,84 +75,65 @@ class AuditClient:
 
     # --- normal events --------------------------------------------------------------------
 
-    def _enqueue_normal(
-        self, events: list[AuditEvent], payloads: list[str]
-    ) -> list[tuple[Outcome, str | None]]:
+    def _enqueue_normal(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
         policy = self.settings.overflow
         try:
             ids = self.queue.enqueue(
-                [("normal", p) for p in payloads], on_full="drop" if policy == "drop" else "reject"
+                [("normal", p) for p in payloads], on_full=producer.on_full(policy)
             )
             if policy == "block":
                 ids = self._wait_for_room(payloads, ids)
         except redis.RedisError as error:
-            self._redis_failed_at = time.monotonic()
-            log.warning(
-                "redis unavailable, %d normal events dropped: %s",
-                len(payloads),
-                type(error).__name__,
-            )
-            self._count({"dropped_redis_unavailable": len(payloads)})
-            return [("dropped", "redis_unavailable")] * len(payloads)
+            self._unsent.redis_failed()
+            decisions, counts = producer.redis_down(len(payloads), error, self.warnings)
+            self._count(counts)
+            return decisions
+        self.warnings.flush(producer.REDIS_DOWN)
         self._flush_unsent()
-        full = [i for i, entry_id in enumerate(ids) if entry_id is None]
-        outcomes: list[tuple[Outcome, str | None]] = [("queued", None)] * len(payloads)
-        if not full:
-            return outcomes
-        if policy == "direct":
-            written = self._write_direct([events[i] for i in full])
-            for i in full:
-                outcomes[i] = ("written", None) if written else ("dropped", "direct_failed")
-            if not written:
-                self._count({"dropped_direct_failed": len(full)})
-        else:
-            for i in full:
-                outcomes[i] = ("dropped", "queue_full")
-            if policy == "block":  # the script counted drops itself for policy=drop
-                self._count({"dropped_queue_full": len(full)})
-        return outcomes
+        no_room = producer.full(ids)
+        written = bool(no_room) and policy == "direct"
+        written = written and self._write_direct([events[i] for i in no_room])
+        decisions, counts = producer.normal_decisions(ids, policy, written)
+        if counts:
+            self._count(counts)
+        return decisions
 
     def _wait_for_room(self, payloads: list[str], ids: list[str | None]) -> list[str | None]:
         deadline = time.monotonic() + self.settings.block_timeout
         while None in ids and time.monotonic() < deadline:
-            time.sleep(_BLOCK_POLL)
-            waiting = [i for i, entry_id in enumerate(ids) if entry_id is None]
+            time.sleep(producer.BLOCK_POLL)
+            waiting = producer.full(ids)
             retried = self.queue.enqueue(
                 [("normal", payloads[i]) for i in waiting], on_full="reject"
             )
-            for i, entry_id in zip(waiting, retried, strict=True):
-                ids[i] = entry_id
+            producer.fill(ids, waiting, retried)
         return ids
 
     # --- critical events ------------------------------------------------------------------
 
-    def _log_critical(
-        self, events: list[AuditEvent], payloads: list[str]
-    ) -> list[tuple[Outcome, str | None]]:
+    def _log_critical(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
         if self._write_direct(events):
-            return [("written", None)] * len(events)
+            return producer.written(len(events))
         try:
             self.queue.enqueue([("critical", p) for p in payloads])
         except redis.RedisError as error:
-            self._redis_failed_at = time.monotonic()
-            raise AuditUnavailable(
-                f"{len(events)} critical event(s) could be neither written to the store nor queued"
-            ) from error
-        self._count({"deferred": len(events)})
-        return [("deferred", "store_unavailable")] * len(events)
+            self._unsent.redis_failed()
+            raise producer.unavailable(len(events)) from error
+        decisions, counts = producer.deferred(len(events))
+        self._count(counts)
+        return decisions
 
     def _write_direct(self, events: list[AuditEvent]) -> bool:
         store = self._get_store()
         if store is None:
             return False
+        failure: StoreError | None = None
         try:
             store.insert_events(events, ingest_path="direct")
         except StoreError as error:
-            log.warning("direct write of %d events failed: %s", len(events), error)
-            self._count({"direct_failed": len(events)})
-            return False
-        self._count({"direct_written": len(events)})
-        return True
+            failure = error
+        self._count(producer.direct_counts(len(events), failure, self.warnings))
+        return failure is None
 
     def _get_store(self) -> Store | None:
         with self._store_lock:
@@ -187,21 +144,14 @@ class AuditClient:
     # --- counters -------------------------------------------------------------------------
 
     def _count(self, counts: dict[str, int]) -> None:
-        """Count in Redis; if Redis is down, remember and add it on the next success.
-
-        Right after a Redis failure counts go straight to memory, so a call never pays
-        the Redis timeout twice.
-        """
-        if time.monotonic() - self._redis_failed_at < _REDIS_RETRY_AFTER:
-            self._unsent.update(counts)
+        """Count in Redis; if Redis is down, remember and add it on the next success."""
+        if self._unsent.hold(counts):
             return
         try:
             self.stats.incr(counts)
         except redis.RedisError:
-            self._redis_failed_at = time.monotonic()
-            self._unsent.update(counts)
+            self._unsent.redis_failed(counts)
 
     def _flush_unsent(self) -> None:
-        if self._unsent:
-            unsent, self._unsent = self._unsent, Counter()
-            self._count(dict(unsent))
+        if unsent := self._unsent.take():
+            self._count(unsent)

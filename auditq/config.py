@@ -1,7 +1,9 @@
 """Every setting auditq reads, declared once, read from the environment (12-factor).
 
-Other modules never touch ``os.environ``: they take a ``Settings`` (usually from
-``load_settings()``), so tests can build one directly with keyword arguments.
+The library reads no ``os.environ`` elsewhere: it takes a ``Settings`` (usually from
+``load_settings()``), so tests can build one directly with keyword arguments. Only the
+dev tooling (``auditq.devtools``) and ``gunicorn.conf.py`` handle the environment itself,
+to build their children's environment and the server's options.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from auditq.redact import DEFAULT_KEYS as DEFAULT_REDACT_KEYS
+from auditq.redact import key_set
 
 
 class ConfigError(ValueError):
@@ -34,6 +39,13 @@ class Settings(BaseSettings):
     supabase_url: str | None = _env("SUPABASE_URL", default=None)
     supabase_service_role_key: SecretStr | None = _env("SUPABASE_SERVICE_ROLE_KEY", default=None)
     database_url: SecretStr | None = _env("DATABASE_URL", default=None)
+    supabase_jwt_secret: SecretStr | None = _env(
+        "SUPABASE_JWT_SECRET",
+        default=None,
+        description="The project's JWT secret, to verify HS256 access tokens (legacy projects)"
+        " in auditq.flask and auditq.fastapi. Asymmetric tokens are verified with the"
+        " project's JWKS at SUPABASE_URL/auth/v1/.well-known/jwks.json and need no secret.",
+    )
     store: Literal["auto", "supabase", "postgres"] = _env(
         "AUDITQ_STORE", default="auto", description="auto: supabase if SUPABASE_URL, else postgres"
     )
@@ -82,17 +94,48 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = _env("API_TOKEN", default=None)
     refresh_seconds: float = _env("AUDITQ_REFRESH_SECONDS", default=2.0, ge=0.5)
     url_prefix: str = _env("AUDITQ_URL_PREFIX", default="")
-    trusted_proxies: int = _env("AUDITQ_TRUSTED_PROXIES", default=1, ge=0, le=10)
+    trusted_proxies: int | None = _env(
+        "AUDITQ_TRUSTED_PROXIES",
+        default=None,
+        ge=0,
+        le=10,
+        description="Proxy hops in front of the web process whose X-Forwarded-* headers are"
+        " trusted (by gunicorn and the app alike). Unset: 1 on Heroku (DYNO set), else 0, dev"
+        " mode included; with 0 a client cannot choose the address the login limit counts.",
+    )
+    dyno: str | None = _env(
+        "DYNO",
+        default=None,
+        description="Set by Heroku on every dyno; auditq reads it only to know Heroku's router"
+        " is in front (see AUDITQ_TRUSTED_PROXIES).",
+    )
+
+    # --- privacy ---------------------------------------------------------------------------
+    redact_keys: str = _env(
+        "AUDITQ_REDACT_KEYS",
+        default=",".join(DEFAULT_REDACT_KEYS),
+        description="Comma-separated metadata keys (case-insensitive, at any depth) whose"
+        ' values are replaced by "[redacted]" before an event is queued or stored, on every'
+        " path. Empty: redact nothing.",
+    )
 
     # --- alerts ----------------------------------------------------------------------------
-    # Every web and worker process runs the evaluator; a Redis lease (AUDITQ_ALERT_LEASE
-    # seconds, renewed each run) lets exactly one of them evaluate at a time.
+    # Every web and worker process runs the evaluator; a Redis lease and a lease row in the
+    # store (AUDITQ_ALERT_LEASE seconds, renewed each run) let exactly one of them evaluate
+    # at a time, also while one of the two is down (auditq/alerts/lease.py).
     alert_interval: float = _env("AUDITQ_ALERT_INTERVAL", default=5.0, gt=0, le=300)
     alert_lease: float = _env("AUDITQ_ALERT_LEASE", default=30.0, gt=0, le=3600)
     alerts_in_web: bool = _env("AUDITQ_ALERTS_IN_WEB", default=True)
     alert_http_timeout: float = _env("AUDITQ_ALERT_HTTP_TIMEOUT", default=10.0, gt=0, le=120)
     alert_max_attempts: int = _env("AUDITQ_ALERT_MAX_ATTEMPTS", default=12, ge=1, le=100)
     alert_retry_max: float = _env("AUDITQ_ALERT_RETRY_MAX", default=300.0, gt=0, le=86_400)
+    alert_allow_private: bool = _env(
+        "AUDITQ_ALERT_ALLOW_PRIVATE",
+        default=False,
+        description="Let alert channels (webhooks, Slack, PagerDuty URLs, SMTP hosts) reach"
+        " loopback, private and link-local addresses. Off: such destinations are refused when"
+        " a channel is saved and at every send. `python -m auditq dev` turns it on.",
+    )
     # Base URL of the dashboard, for links in notifications (optional).
     public_url: str | None = _env("AUDITQ_PUBLIC_URL", default=None)
 
@@ -123,6 +166,16 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgres:// or postgresql:// URL")
         return value
 
+    @field_validator("supabase_jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        # Supabase's secrets are 40+ characters; a short one makes forging tokens feasible.
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
     @field_validator("url_prefix")
     @classmethod
     def _url_prefix(cls, value: str) -> str:
@@ -146,6 +199,17 @@ class Settings(BaseSettings):
         return self
 
     @cached_property
+    def proxy_hops(self) -> int:
+        """How many X-Forwarded-* hops to trust: the setting, else Heroku's router, else none."""
+        if self.trusted_proxies is not None:
+            return self.trusted_proxies
+        return 1 if self.dyno else 0
+
+    @cached_property
+    def redact_key_set(self) -> frozenset[str]:
+        return key_set(self.redact_keys.split(","))
+
+    @cached_property
     def store_kind(self) -> Literal["supabase", "postgres"] | None:
         """Which store events go to, or None when nothing is configured."""
         if self.store != "auto":
@@ -163,14 +227,15 @@ def _describe(error: ValidationError) -> str:
     lines = []
     for err in error.errors(include_input=False, include_url=False):
         field = err["loc"][0] if err["loc"] else None
-        name = _ENV_NAMES.get(field, str(field)) if field else "configuration"
+        name = _ENV_NAMES.get(str(field), str(field)) if field else "configuration"
         message = err["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {message}" if field else message)
     return "invalid configuration: " + "; ".join(lines)
 
 
-_ENV_NAMES = {
-    name: field.validation_alias.choices[0]  # type: ignore[union-attr]
+_ENV_NAMES: dict[str, str] = {
+    # Every field is declared with _env(), whose alias lists the variable's name first.
+    name: str(field.validation_alias.choices[0])  # type: ignore[union-attr]
     for name, field in Settings.model_fields.items()
 }
 

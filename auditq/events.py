@@ -2,19 +2,33 @@
 
 Producers build events with ``AuditEvent``; the worker decodes every stream entry again
 with ``decode_entry`` because producers in other languages write to the stream directly
-and are never trusted.
+and are never trusted. The client, the HTTP ingest and the worker share this one model,
+so "queued" means "will be stored": it refuses up front what Postgres would refuse later
+(text and jsonb strings cannot hold NUL, inet has no IPv6 zone id, timestamptz needs a
+UTC value Python can hold, jsonb has no NaN or Infinity) and metadata nested deeper than
+MAX_METADATA_DEPTH.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from ipaddress import ip_address
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from uuid6 import uuid7
+
+from auditq.redact import DEFAULT_KEY_SET, has_secret, redact
 
 # Namespace for ids derived from stream entry ids (events that came without an id):
 # the same entry always maps to the same UUID, so a redelivery cannot make a second row.
@@ -23,6 +37,17 @@ ENTRY_ID_NAMESPACE = uuid.UUID("6f1c3d2e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
 Category = Literal["normal", "critical"]
 Outcome = Literal["success", "failure", "denied"]
 _Short = Field(default=None, max_length=256)
+TEXT_FIELDS = (
+    "action", "actor_type", "actor_id", "target_type", "target_id", "tenant_id",
+    "user_agent", "request_id",
+)  # fmt: skip
+# Levels of nesting metadata may have, itself included ({"a": {"b": 1}} is 2). Generous for
+# audit data, and far below what any JSON parser on the way (the worker's, the dashboard's,
+# Postgres') refuses or recurses on.
+MAX_METADATA_DEPTH = 32
+# The longest integer the worker's JSON parser reads (and Python converts to text).
+_INT_DIGITS = 4300
+_INT_BOUND = 10**_INT_DIGITS
 
 
 class EventError(ValueError):
@@ -58,24 +83,31 @@ class AuditEvent(BaseModel):
         # A naive timestamp is ambiguous in a forensic record; producers must say UTC.
         if value.tzinfo is None:
             raise ValueError("must include a timezone offset (RFC 3339)")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+14:00 is in year 0 in UTC
+            raise ValueError("is out of range once converted to UTC") from None
+
+    @field_validator(*TEXT_FIELDS)
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
     @field_validator("ip")
     @classmethod
     def _ip(cls, value: str | None) -> str | None:
         # The worker validates every event again, so this is on the hot path: inet_pton is
-        # C and ~20x faster than ipaddress, which remains the judge for what it refuses
-        # (an IPv6 zone id, say). Postgres' inet stores the canonical form.
+        # C and ~20x faster than ipaddress, and it refuses what Postgres' inet refuses too
+        # (an IPv6 zone id such as fe80::1%eth0, which ipaddress accepts).
         if value is None:
             return None
         family = socket.AF_INET6 if ":" in value else socket.AF_INET
         try:
             socket.inet_pton(family, value)
-        except OSError:
-            try:
-                ip_address(value)
-            except ValueError:
-                raise ValueError("must be an IPv4 or IPv6 address") from None
+        except (OSError, ValueError):  # ValueError: an embedded NUL
+            raise ValueError("must be an IPv4 or IPv6 address (no zone id)") from None
         return value
 
     @field_validator("metadata", mode="before")
@@ -87,8 +119,55 @@ class AuditEvent(BaseModel):
             raise ValueError("must be a JSON object")
         return value
 
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not value:
+            return value
+        problem = _unstorable(value, 1)
+        if problem:
+            raise ValueError(problem)
+        # Secrets are replaced here, in the one model every path validates with, so none
+        # reaches the queue, the table or a log (auditq/redact.py). Callers pass the
+        # configured keys as validation context; without it the defaults apply.
+        keys = info.context.get("redact_keys", DEFAULT_KEY_SET) if info.context else DEFAULT_KEY_SET
+        return redact(value, keys) if keys and has_secret(value, keys) else value
+
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)
+
+
+def _unstorable(value: dict | list | tuple | set | frozenset, depth: int) -> str | None:
+    """Why jsonb cannot hold this container (None when it can); one pass, no recursion
+    past MAX_METADATA_DEPTH, so a hostile depth (or a cycle) costs no more than a shallow one.
+
+    Besides JSON's types it looks into what the Python client serializes as JSON too:
+    tuples and sets become arrays, bytes become strings.
+    """
+    if depth > MAX_METADATA_DEPTH:
+        return f"is nested deeper than {MAX_METADATA_DEPTH} levels"
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(key, str | bytes) and _has_nul(key):
+            return "keys must not contain NUL characters"
+        if isinstance(item, str | bytes):
+            if _has_nul(item):
+                return "strings must not contain NUL characters"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "numbers must be finite (no NaN or Infinity)"
+        elif isinstance(item, int):
+            if not -_INT_BOUND < item < _INT_BOUND:
+                return f"integers must have at most {_INT_DIGITS} digits"
+        elif isinstance(item, dict | list | tuple | set | frozenset):
+            problem = _unstorable(item, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def _has_nul(text: str | bytes) -> bool:
+    return "\x00" in text if isinstance(text, str) else b"\x00" in text
 
 
 def _field_error(error: ValidationError) -> EventError:
@@ -101,12 +180,22 @@ def _field_error(error: ValidationError) -> EventError:
     return EventError(field, message)
 
 
-def build_event(data: dict[str, Any]) -> AuditEvent:
-    """Validate a dict into an event, raising EventError that names the bad field."""
+def build_event(
+    data: dict[str, Any] | AuditEvent, redact_keys: frozenset[str] = DEFAULT_KEY_SET
+) -> AuditEvent:
+    """Validate a dict into an event, raising EventError that names the bad field.
+
+    An event built already (``AuditEvent(...)``) was validated with the default redact
+    keys; it is redacted again with ``redact_keys``, the configured ones.
+    """
+    if isinstance(data, AuditEvent):
+        if redact_keys and has_secret(data.metadata, redact_keys):
+            return data.model_copy(update={"metadata": redact(data.metadata, redact_keys)})
+        return data
     if not isinstance(data, dict):
         raise EventError("event", "must be a JSON object")
     try:
-        return AuditEvent.model_validate(data)
+        return AuditEvent.model_validate(data, context={"redact_keys": redact_keys})
     except ValidationError as error:
         raise _field_error(error) from None
 
@@ -126,12 +215,21 @@ def derived_id(entry_id: str) -> uuid.UUID:
 
 
 def entry_time(entry_id: str) -> datetime:
-    """A stream entry id starts with its Redis server time in milliseconds."""
-    return datetime.fromtimestamp(int(entry_id.split("-", 1)[0]) / 1000, UTC)
+    """A stream entry id starts with its Redis server time in milliseconds.
+
+    A producer may XADD with an explicit id of its own, so the time can be far off.
+    """
+    try:
+        return datetime.fromtimestamp(int(entry_id.split("-", 1)[0]) / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise EventError("occurred_at", f"entry id {entry_id} is not a time in range") from None
 
 
 def decode_entry(
-    entry_id: str, fields: dict[bytes | str, bytes | str], max_bytes: int
+    entry_id: str,
+    fields: Mapping[Any, bytes | str],
+    max_bytes: int,
+    redact_keys: frozenset[str] = DEFAULT_KEY_SET,
 ) -> AuditEvent:
     """Turn one stream entry into an event, filling the id and time it may lack.
 
@@ -145,7 +243,7 @@ def decode_entry(
         raise EventError("event", f"is {len(raw)} bytes, over the {max_bytes}-byte limit")
     # Parsing and validating in one step (pydantic-core) halves the worker's cost per event.
     try:
-        event = AuditEvent.model_validate_json(raw)
+        event = AuditEvent.model_validate_json(raw, context={"redact_keys": redact_keys})
     except ValidationError as error:
         first = error.errors(include_input=False, include_url=False)[0]
         if first["type"] == "json_invalid":

@@ -24,6 +24,11 @@ class Keys:
         return f"{self.prefix}:dead"
 
     @property
+    def failures(self) -> str:
+        """Hash: stream entry id -> the first error that left it pending (for its dead letter)."""
+        return f"{self.prefix}:failures"
+
+    @property
     def counters(self) -> str:
         """Hash of running totals (enqueued, dropped_queue_full, ...)."""
         return f"{self.prefix}:counters"
@@ -42,4 +47,30 @@ class Keys:
         return f"{self.prefix}:worker:{worker_id}"
 
     def lock(self, name: str) -> str:
+        """A lease (``alerts``: the one alert evaluator)."""
         return f"{self.prefix}:lock:{name}"
+
+    @property
+    def alerts_status(self) -> str:
+        """JSON the alert evaluator writes after each run: when, who, what it measured."""
+        return f"{self.prefix}:alerts:status"
+
+    def revoked_session(self, session_id: str) -> str:
+        """Marks a dashboard session ended by logout; expires when its cookie would."""
+        return f"{self.prefix}:session:revoked:{session_id}"
+
+    def login_attempts(self, window: int, who: str) -> str:
+        """Counter of the dashboard's login attempts by ``who`` (``ip:<address>`` or
+        ``login:<role>``) in one fixed window; expires with it."""
+        return f"{self.prefix}:ratelimit:login:{window}:{who}"
+
+    @property
+    def alerts_config(self) -> str:
+        """JSON copy of the last rules, channels and silences read from the store, so an
+        evaluator started while the store is down still knows them (channel secrets included)."""
+        return f"{self.prefix}:alerts:config"
+
+    @property
+    def alerts_states(self) -> str:
+        """Hash: rule id -> JSON of its alert state, the copy that outlives a store outage."""
+        return f"{self.prefix}:alerts:states"

@@ -17,13 +17,19 @@ from pathlib import Path
 from typing import Literal
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from auditq.keys import GROUP, Keys
-from auditq.stats import MINUTE_TTL, epoch_minute
+from auditq.producer import enqueue_call, entry_ids
+from auditq.redact import DEFAULT_KEY_SET, redact_raw
 
 ENQUEUE_LUA = (Path(__file__).parent / "lua" / "enqueue.lua").read_text()
+REASON_CHARS = 2000  # a dead letter's reason, at most
+FAILURE_TTL = 7 * 86_400  # seconds a remembered failure outlives its last update
+TRUNCATED_KEEP = 4096  # bytes kept of an oversized dead event: enough to tell what it was
 
 
 def connect(url: str, timeout: float | None = None, **kwargs) -> redis.Redis:
@@ -32,15 +38,24 @@ def connect(url: str, timeout: float | None = None, **kwargs) -> redis.Redis:
     ``rediss://`` on Heroku presents a self-signed certificate, so it is not verified
     (the connection is still encrypted); a URL may override with ``ssl_cert_reqs``.
     """
+    return redis.Redis.from_url(url, **_options(url, timeout, Retry, kwargs))
+
+
+def connect_async(url: str, timeout: float | None = None, **kwargs) -> redis.asyncio.Redis:
+    """The same client for asyncio (AsyncAuditClient)."""
+    return redis.asyncio.Redis.from_url(url, **_options(url, timeout, AsyncRetry, kwargs))
+
+
+def _options(url: str, timeout: float | None, retry: type, kwargs: dict) -> dict:
     options = dict(kwargs)
     if timeout is not None:
         options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
         # redis-py retries failed commands by default; a producer with a latency bound
         # must fail fast instead and let its caller decide.
-        options["retry"] = Retry(NoBackoff(), 0)
+        options["retry"] = retry(NoBackoff(), 0)
     if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
         options.setdefault("ssl_cert_reqs", None)
-    return redis.Redis.from_url(url, **options)
+    return options
 
 
 @dataclass(frozen=True)
@@ -72,24 +87,13 @@ class Queue:
         self, items: list[tuple[str, str]], on_full: Literal["drop", "reject"] = "drop"
     ) -> list[str | None]:
         """Add (category, event JSON) pairs; return entry ids, None where the queue was full."""
-        args: list[str | int] = [self.max_len, on_full, MINUTE_TTL]
-        for category, payload in items:
-            args += [category, payload]
-        keys = [self.keys.stream, self.keys.counters, self.keys.minute(epoch_minute())]
-        results = self._enqueue(keys=keys, args=args)
-        return [r.decode() if isinstance(r, bytes) else None for r in results]
+        keys, args = enqueue_call(self.keys, self.max_len, items, on_full)
+        return entry_ids(self._enqueue(keys=keys, args=args))
 
     # --- what the dashboard and alerts read (each O(1) or O(log n)) -----------------------
 
     def length(self) -> int:
         return self.redis.xlen(self.keys.stream)
-
-    def oldest_age(self, now: float | None = None) -> float:
-        """Seconds since the oldest event still in the stream was added (0 when empty).
-
-        Entries are deleted once stored, so the first entry is the oldest unprocessed one.
-        """
-        return age_of_first(self.redis.xrange(self.keys.stream, count=1), now)
 
     def depth(self, now: float | None = None) -> Depth:
         """Queue length, dead letters and lag in one round trip (the dashboard's reads)."""
@@ -162,6 +166,7 @@ class Queue:
         target = pipe if pipe is not None else self.redis.pipeline(transaction=True)
         target.xack(self.keys.stream, GROUP, *ids)
         target.xdel(self.keys.stream, *ids)
+        target.hdel(self.keys.failures, *ids)
         if pipe is None:
             target.execute()
 
@@ -175,15 +180,44 @@ class Queue:
         if ids:
             self.redis.xclaim(self.keys.stream, GROUP, consumer, 0, ids, justid=True)
 
+    def remember_failure(self, ids: list[str], reason: str) -> None:
+        """Note why these entries were left pending; the first reason noted wins.
+
+        An entry that keeps failing is dead-lettered by reclaim after max_deliveries; its
+        dead letter then says what went wrong, not only how often it was delivered.
+        """
+        if ids:
+            pipe = self.redis.pipeline(transaction=False)
+            for entry_id in ids:
+                pipe.hsetnx(self.keys.failures, entry_id, reason[:REASON_CHARS])
+            pipe.expire(self.keys.failures, FAILURE_TTL)
+            pipe.execute()
+
+    def first_failures(self, ids: list[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        reasons = self.redis.hmget(self.keys.failures, ids)
+        return {i: r.decode(errors="replace") for i, r in zip(ids, reasons, strict=True) if r}
+
     def dead_letter(
-        self, entries: list[tuple[Entry, str]], pipe: redis.client.Pipeline | None = None
+        self,
+        entries: list[tuple[Entry, str]],
+        pipe: redis.client.Pipeline | None = None,
+        *,
+        max_bytes: int,
+        redact_keys: frozenset[str] = DEFAULT_KEY_SET,
     ) -> None:
-        """Move entries to the dead-letter stream with their reasons, then ack them."""
+        """Move entries to the dead-letter stream with their reasons, then ack them.
+
+        An event over ``max_bytes`` (AUDITQ_MAX_EVENT_BYTES) can never be stored, so only
+        its first TRUNCATED_KEEP bytes are kept, for inspection, with its size noted. The
+        entry was refused before its secrets were redacted, so they are redacted here.
+        """
         if not entries:
             return
         target = pipe if pipe is not None else self.redis.pipeline(transaction=True)
         for entry, reason in entries:
-            target.xadd(self.keys.dead, _dead_fields(entry, reason))
+            target.xadd(self.keys.dead, _dead_fields(entry, reason, max_bytes, redact_keys))
         self.ack([entry.id for entry, _ in entries], target)
         if pipe is None:
             target.execute()
@@ -200,17 +234,23 @@ def age_of_first(xrange_reply: list, now: float | None = None) -> float:
     return max(0.0, (time.time() if now is None else now) - added_ms / 1000)
 
 
-def _dead_fields(entry: Entry, reason: str) -> dict[str, str | bytes | int]:
+def _dead_fields(
+    entry: Entry, reason: str, max_bytes: int, redact_keys: frozenset[str]
+) -> dict[str, str | bytes | int]:
     event = entry.fields.get(b"event")
     if event is None:  # keep whatever the producer sent, readable, for inspection
-        event = json.dumps({_text(k): _text(v) for k, v in entry.fields.items()})
-    return {
+        event = json.dumps({_text(k): _text(v) for k, v in entry.fields.items()}).encode()
+    event = redact_raw(event, redact_keys, max_bytes)
+    fields: dict[str, str | bytes | int] = {
         "event": event,
-        "reason": reason[:2000],
+        "reason": reason[:REASON_CHARS],
         "entry_id": entry.id,
         "deliveries": entry.deliveries,
         "dead_at": int(time.time() * 1000),
     }
+    if len(event) > max_bytes:
+        fields |= {"event": event[:TRUNCATED_KEEP], "event_bytes": len(event), "truncated": 1}
+    return fields
 
 
 def _text(raw: bytes) -> str:

@@ -17,9 +17,44 @@ from auditq.keys import Keys
 MINUTE_TTL = 25 * 3600
 MAX_MINUTES = 24 * 60
 
+# Why an event was dropped: each reason is a counter ``dropped_<reason>``.
+DROP_REASONS = ("queue_full", "redis_unavailable", "direct_failed")
+
 
 def epoch_minute(now: float | None = None) -> int:
     return int((time.time() if now is None else now) // 60)
+
+
+def dropped(counters: Mapping[str, float]) -> float:
+    """Events dropped for any reason, in a counters hash (totals or one minute)."""
+    return sum(counters.get(f"dropped_{reason}", 0) for reason in DROP_REASONS)
+
+
+def window_weights(now: float) -> tuple[int, float]:
+    """The last 60 s up to ``now`` from minute buckets: (current epoch minute, weight of the
+    previous minute's bucket).
+
+    "Per minute" everywhere (the overview's rates, the alert metrics) is the whole current
+    bucket (``floor(now / 60)``, which holds only the seconds already elapsed in it) plus the
+    previous bucket weighted by the share of it still inside the window,
+    ``(60 - seconds elapsed in the current minute) / 60``: a sliding-window estimate that
+    assumes the previous minute's events were spread evenly. An event is counted for 60 s
+    to 120 s, never for less.
+    """
+    minute = epoch_minute(now)
+    elapsed = now - minute * 60
+    return minute, max(0.0, min(1.0, (60 - elapsed) / 60))
+
+
+def last_minute(
+    current: Mapping[str, float], previous: Mapping[str, float], weight: float
+) -> dict[str, float]:
+    """Counters over the last 60 s: ``current`` plus ``previous`` times ``weight`` (see
+    ``window_weights``)."""
+    window = dict(current)
+    for field, value in previous.items():
+        window[field] = window.get(field, 0) + value * weight
+    return window
 
 
 class Stats:

@@ -24,7 +24,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auditq.embedded import (  # noqa: E402
+from auditq.devtools.embedded import (  # noqa: E402
     DEV_AUTHENTICATOR_PASSWORD,
     PostgresServer,
     RedisServer,
@@ -48,10 +48,6 @@ class NativeSupabase:
     @property
     def url(self) -> str:
         return self.proxy.url
-
-    def store_pids(self) -> list[int]:
-        """The processes that do the store's work: PostgREST and the proxy."""
-        return [pid for pid in (self.server.pid, self.proxy.pid) if pid is not None]
 
 
 @dataclass

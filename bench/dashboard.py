@@ -20,7 +20,7 @@ import httpx
 from common import ROOT, save, services, summary, table
 from drain import fill
 
-from auditq.embedded import free_port
+from auditq.devtools.embedded import free_port
 
 PASSWORD = "bench-password"  # noqa: S105
 

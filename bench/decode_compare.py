@@ -34,7 +34,7 @@ import redis
 from common import save, table
 from drain import events
 
-from auditq.embedded import RedisServer
+from auditq.devtools.embedded import RedisServer
 from auditq.events import (
     AuditEvent,
     EventError,

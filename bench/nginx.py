@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from auditq.embedded import HOST, ServerError, ServerProcess
+from auditq.devtools.embedded import HOST, ServerError, ServerProcess
 
 _CONFIG = """\
 daemon off;

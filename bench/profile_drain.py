@@ -33,7 +33,7 @@ from worker.insert import BatchInserter
 
 # Frames are named by (function, file ending).
 READ = ("read", "auditq/queue.py")
-DECODE = ("decode", "worker/insert.py")
+DECODE = ("decode_batch", "worker/insert.py")
 INSERT = ("insert_events", "")
 FINISH = ("_finish", "worker/insert.py")
 # Inside insert_events, the calls that send the batch and wait for the store's answer (the

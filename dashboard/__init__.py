@@ -5,16 +5,13 @@ in ``dashboard/api/``, ``/metrics`` in ``dashboard/metrics.py`` and ``/healthz``
 ``dashboard/health.py``. Every request passes one access hook (``dashboard.access``):
 login, roles, bearer tokens and CSRF are decided there and nowhere else.
 
-To add a blueprint, append its module to ``BLUEPRINTS`` below. The module must define
-``bp`` (a ``flask.Blueprint``) and may define ``NAV`` (a ``dashboard.nav.NavItem``) to
-appear in the navigation bar.
+To add a blueprint, import its module in ``register_blueprints`` below and register its
+``bp``; to put a page in the navigation bar, list it in ``dashboard.nav.NAV``.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -23,31 +20,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from auditq.config import ConfigError, Settings, load_settings
 from dashboard import access, security, templating
 from dashboard.ext import htmx
-from dashboard.nav import NavItem
 from dashboard.resources import Resources
+from dashboard.sessions import SESSION_LIFETIME
 from dashboard.urlprefix import PrefixMiddleware
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Every blueprint the app serves, in registration order. Append new ones here.
-BLUEPRINTS: list[str] = [
-    "dashboard.views.auth",
-    "dashboard.views.overview",
-    "dashboard.views.workers",
-    "dashboard.views.dead_letters",
-    "dashboard.views.explorer",
-    "dashboard.views.settings",
-    "dashboard.api.stats",
-    "dashboard.api.events",
-    "dashboard.views.alerts",
-    "dashboard.api.alerts",
-    "dashboard.metrics",
-    "dashboard.health",
-]
-
-SESSION_LIFETIME = timedelta(hours=12)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -81,31 +60,58 @@ def create_app(settings: Settings | None = None) -> Flask:
     security.init_app(app)
     templating.init_app(app)
 
-    nav: list[NavItem] = []
-    for name in BLUEPRINTS:
-        module = importlib.import_module(name)
-        app.register_blueprint(module.bp)
-        if getattr(module, "NAV", None) is not None:
-            nav.append(module.NAV)
-    app.extensions["auditq_nav"] = sorted(nav, key=lambda item: item.order)
-
+    register_blueprints(app)
     access.init_app(app)  # after the blueprints: it checks every endpoint declares access
 
     # The alert evaluator runs in web processes too, so alerts still work with every worker
-    # dead; a Redis lease lets one process evaluate at a time (auditq/alerts/evaluator.py).
+    # dead; leases let one process evaluate at a time (auditq/alerts/lease.py).
     if settings.alerts_in_web:
         from auditq.alerts.evaluator import start_background
 
         app.extensions["auditq_alerts_scheduler"] = start_background(settings)
 
-    # Heroku's router is one proxy hop (the default). With no proxy in front, set 0: a
-    # client could otherwise choose its own address (and dodge the login limit).
-    hops = settings.trusted_proxies
+    # Only hops known to be there (AUDITQ_TRUSTED_PROXIES, or Heroku's router): anywhere
+    # else a client could choose its own address (and dodge the login limit).
+    hops = settings.proxy_hops
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_port=hops)  # type: ignore[method-assign]
     if settings.url_prefix:
         app.wsgi_app = PrefixMiddleware(app.wsgi_app, settings.url_prefix)  # type: ignore[method-assign]
     return app
+
+
+def register_blueprints(app: Flask) -> None:
+    """Every blueprint the app serves. Imported here, as Flask's tutorial does, so importing
+    the package does not import every view."""
+    from dashboard import health, metrics
+    from dashboard.api import alerts as alerts_api
+    from dashboard.api import events as events_api
+    from dashboard.api import stats as stats_api
+    from dashboard.views import (
+        alerts,
+        auth,
+        dead_letters,
+        explorer,
+        overview,
+        settings,
+        workers,
+    )
+
+    for blueprint in (
+        auth.bp,
+        overview.bp,
+        workers.bp,
+        dead_letters.bp,
+        explorer.bp,
+        settings.bp,
+        stats_api.bp,
+        events_api.bp,
+        alerts.bp,
+        alerts_api.bp,
+        metrics.bp,
+        health.bp,
+    ):
+        app.register_blueprint(blueprint)
 
 
 def _check(settings: Settings) -> None:

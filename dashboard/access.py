@@ -24,10 +24,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
-from flask import Flask, Response, current_app, g, jsonify, redirect, request, session, url_for
+from flask import Flask, current_app, g, jsonify, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.wrappers import Response
 
 from dashboard.resources import resources
+from dashboard.security import wants_json
+from dashboard.sessions import Revocations, new_session_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 Role = Literal["admin", "viewer"]
@@ -35,6 +38,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ATTRIBUTE = "_auditq_access"
 
 csrf = CSRFProtect()
+REVOCATIONS = "auditq_session_revocations"
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,10 @@ def current_role() -> Role | None:
     if role not in ("admin", "viewer"):
         return None
     if not hmac.compare_digest(session.get("pw", ""), password_fingerprint(role)):
-        return None
+        return None  # made with a password that has changed since
+    sid = session.get("sid")
+    if not isinstance(sid, str) or _revocations().is_revoked(sid):
+        return None  # logged out (a copy of the cookie from before logout)
     return role
 
 
@@ -114,6 +121,19 @@ def start_session(role: Role) -> None:
     session.permanent = True
     session["role"] = role
     session["pw"] = password_fingerprint(role)
+    session["sid"] = new_session_id()
+
+
+def end_session() -> None:
+    """Logout: this cookie, and every copy of it, stops working."""
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        _revocations().revoke(sid)
+    session.clear()
+
+
+def _revocations() -> Revocations:
+    return current_app.extensions[REVOCATIONS]
 
 
 # --- the hook -----------------------------------------------------------------------------
@@ -121,9 +141,12 @@ def start_session(role: Role) -> None:
 
 def check_request() -> Response | None:
     """The one access decision. Returns a refusal, or None to let the view run."""
-    access = access_of(request.endpoint)
     g.role = None
-    g.via_token = False
+    if request.routing_exception is not None and wants_json():
+        # No route matched (404, or 405 such as GET /api/v1/events): nothing runs, so the
+        # caller gets the JSON error rather than a redirect to the HTML login.
+        return None
+    access = access_of(request.endpoint)
     if access.kind == "public":
         if request.method not in SAFE_METHODS:
             csrf.protect()  # the login form: a forged login would plant a session
@@ -131,7 +154,6 @@ def check_request() -> Response | None:
 
     if access.kind == "bearer":
         if _token_matches(access.token_setting):
-            g.via_token = True
             return None  # no cookie involved: nothing to forge, so no CSRF
         if not (access.session_ok and current_role()):
             return _json_error(401, "a valid bearer token is required", bearer=True)
@@ -163,12 +185,6 @@ def _token_matches(setting: str | None) -> bool:
     return hmac.compare_digest(token.strip().encode(), expected.get_secret_value().encode())
 
 
-def _wants_json() -> bool:
-    """API and metrics callers get JSON errors; people get pages and redirects."""
-    blueprint = request.blueprint or ""
-    return blueprint.startswith("api") or blueprint == "metrics"
-
-
 def _json_error(status: int, message: str, *, bearer: bool = False) -> Response:
     response = jsonify({"error": message})
     response.status_code = status
@@ -178,7 +194,7 @@ def _json_error(status: int, message: str, *, bearer: bool = False) -> Response:
 
 
 def _login_required() -> Response:
-    if _wants_json():
+    if wants_json():
         return _json_error(401, "login required")
     back = request.full_path if request.method in SAFE_METHODS else None
     target = url_for("auth.login", next=safe_next(back))
@@ -191,7 +207,7 @@ def _login_required() -> Response:
 
 
 def _forbidden() -> Response:
-    if _wants_json():
+    if wants_json():
         return _json_error(403, "the viewer role is read-only")
     from flask import render_template
 
@@ -215,6 +231,8 @@ def safe_next(target: str | None) -> str | None:
 
 def init_app(app: Flask) -> None:
     csrf.init_app(app)
+    res = app.extensions["auditq"]
+    app.extensions[REVOCATIONS] = Revocations(res.redis, res.keys)
     app.before_request(check_request)
     # An endpoint carries at most one declaration (enforced by _declare); make sure every
     # declared bearer setting exists, so a typo fails at start and not as a 401 forever.

@@ -40,7 +40,8 @@ def record(
         "target_type": target_type,
         "target_id": target_id,
         "outcome": outcome,
-        "user_agent": (request.user_agent.string or None) and request.user_agent.string[:1024],
+        # A header is attacker-chosen: a NUL would make the event invalid and the action a 500.
+        "user_agent": request.user_agent.string.replace("\x00", "")[:1024] or None,
         "metadata": metadata or {},
     }
     with contextlib.suppress(ValueError):  # not an IP (e.g. a unix socket): leave it out

@@ -2,6 +2,10 @@
 
 No JavaScript chart library and no inline styles (the CSP forbids them): the SVG uses
 presentation attributes for geometry and CSS classes for colour, so dark mode applies.
+
+Each chart has one unit (events, batches or ms), and each series is named as the overview's
+cards name it. The last bucket, when it holds the current minute, is still filling: it is
+drawn dashed (lines) or faded (bars), so its dip does not read as a drop in traffic.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ class Series:
     css: str  # class name: series colour comes from the stylesheet
     kind: str  # "line" | "bar"
     values: list[float]
-    points: str = ""
-    bars: list[dict[str, float]] = field(default_factory=list)
+    points: str = ""  # the line through the complete buckets
+    partial_points: str = ""  # its last segment, into the bucket still filling (dashed)
+    bars: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Chart:
     width: int = WIDTH
     height: int = HEIGHT
     empty_note: str = ""  # shown instead of the series when there is nothing to draw
+    partial_note: str = ""  # says the last bucket is still filling, when it is
 
     @property
     def peak(self) -> float:
@@ -72,14 +78,19 @@ def _y(value: float, top: float) -> float:
     return round(HEIGHT - PAD_BOTTOM - (value / top) * usable, 1)
 
 
-def _layout(chart: Chart, n: int) -> Chart:
+def _layout(chart: Chart, n: int, partial: bool) -> Chart:
     step = WIDTH / max(n, 1)
+    complete = n - 1 if partial else n
     for s in chart.series:
-        if s.kind == "line":
-            s.points = " ".join(
-                f"{round(step * i + step / 2, 1)},{_y(v, chart.max_value)}"
-                for i, v in enumerate(s.values)
-            )
+        if s.kind != "line":
+            continue
+        xy = [
+            f"{round(step * i + step / 2, 1)},{_y(v, chart.max_value)}"
+            for i, v in enumerate(s.values)
+        ]
+        s.points = " ".join(xy[:complete])
+        if partial:
+            s.partial_points = " ".join(xy[max(complete - 1, 0) :])
     stacked = [0.0] * n
     for s in chart.series:
         if s.kind != "bar":
@@ -95,19 +106,25 @@ def _layout(chart: Chart, n: int) -> Chart:
                     "y": y_top,
                     "w": round(max(step * 0.8, 0.5), 1),
                     "h": round(max(y_base - y_top, 0.5), 1),
+                    "partial": i >= complete,
                 }
             )
             stacked[i] += v
     return chart
 
 
-def build(series: list[dict[str, Any]], range_name: str) -> list[Chart]:
-    """Charts for the overview: throughput, drops and failures, batch latency (p95)."""
+def build(
+    series: list[dict[str, Any]], range_name: str, current_minute: int | None = None
+) -> list[Chart]:
+    """Charts for the overview: throughput, drops and failures (events), failed batches,
+    batch latency (p95). ``current_minute`` marks the bucket that is still filling."""
     if not series:
         return []
     size = 15 if range_name == "24h" else 1  # 24 h: 96 bars of 15 minutes
     groups = _buckets(series, size)
     per = "per 15 min" if size > 1 else "per minute"
+    partial = current_minute is not None and groups[-1][-1]["minute"] >= current_minute
+    note = ("this 15 min so far" if size > 1 else "this minute so far") if partial else ""
 
     def total(name: str) -> list[float]:
         return [sum(p[name] for p in g) for g in groups]
@@ -124,7 +141,8 @@ def build(series: list[dict[str, Any]], range_name: str) -> list[Chart]:
     start = _label(groups[0][0]["minute"], range_name)
     end = _label(groups[-1][-1]["minute"], range_name)
     enq, ins = total("enqueued"), total("inserted")
-    drops, fails = total("dropped"), total("failed")
+    drops, dead, direct = total("dropped"), total("dead_lettered"), total("direct_failed")
+    failed_batches = total("failed_batches")
     lat = [p95(g) for g in groups]
     charts = [
         Chart(
@@ -134,17 +152,31 @@ def build(series: list[dict[str, Any]], range_name: str) -> list[Chart]:
             start,
             end,
             _scale([enq, ins]),
+            partial_note=note,
         ),
         Chart(
             "Drops and failures",
             f"events {per}",
             [
+                # Two fates of an event, stacked; a failed direct write is an attempt (the
+                # event was then queued, or dropped and counted there), so it is a line.
                 Series("dropped", "s-drop", "bar", drops),
-                Series("failed", "s-fail", "bar", fails),
+                Series("dead-lettered", "s-dead", "bar", dead),
+                Series("direct writes failed", "s-fail", "line", direct),
             ],
             start,
             end,
-            _scale([[d + f for d, f in zip(drops, fails, strict=True)]]),
+            _scale([[d + x for d, x in zip(drops, dead, strict=True)], direct]),
+            partial_note=note,
+        ),
+        Chart(
+            "Failed batches",
+            f"batches {per}",
+            [Series("failed batches", "s-batch", "bar", failed_batches)],
+            start,
+            end,
+            _scale([failed_batches]),
+            partial_note=note,
         ),
         Chart(
             "Batch latency p95",
@@ -154,9 +186,10 @@ def build(series: list[dict[str, Any]], range_name: str) -> list[Chart]:
             end,
             _scale([lat]),
             empty_note="" if any(lat) else "no batches stored in this range",
+            partial_note=note if any(lat) else "",
         ),
     ]
-    return [_layout(c, len(groups)) for c in charts]
+    return [_layout(c, len(groups), partial) for c in charts]
 
 
 def _label(minute: int, range_name: str) -> str:

@@ -1,6 +1,11 @@
 """The dead-letter stream as the dashboard handles it: list, inspect, requeue, discard.
 
-Every read is bounded (XREVRANGE/XRANGE with COUNT). Requeue sends the original event JSON
+Every read is bounded (XREVRANGE/XRANGE with COUNT), and so is every parse: a dead letter
+is attacker-controlled, so its JSON is read only up to PARSE_BYTES and with a bounded
+depth (pydantic-core's parser refuses deep nesting with a ValueError, where ``json`` would
+recurse), and anything else is shown as text, cut at SHOW_CHARS. An event the worker kept
+truncated (it was over AUDITQ_MAX_EVENT_BYTES) can be inspected and discarded, never
+requeued: what is left of it is not the event. Requeue sends the original event JSON
 through ``Queue.enqueue`` (the same bounded script producers use, ``on_full="reject"``),
 then XDELs the dead entry. An event that came without an ``id`` gets the one the worker
 derived from its original stream entry id (and that entry's time), so requeueing cannot
@@ -13,7 +18,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
+
+import pydantic_core
 
 from auditq.events import derived_id, entry_time
 from dashboard.resources import Resources
@@ -22,10 +30,16 @@ PAGE_SIZE = 50
 CHUNK = 100  # requeue-all: entries per round trip
 MAX_REQUEUE_ALL = 10_000  # per request; the page says how many remain
 ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+PARSE_BYTES = 1_048_576  # the largest AUDITQ_MAX_EVENT_BYTES; larger is never an event
+SHOW_CHARS = 65_536  # of an event's text on the detail page
 
 
 class NotFound(LookupError):
     pass
+
+
+class Truncated(ValueError):
+    """Only the start of this event was kept; requeueing it would send a fragment."""
 
 
 @dataclass
@@ -37,6 +51,8 @@ class DeadLetter:
     deliveries: int | None
     dead_at: datetime | None
     event: dict[str, Any] | None  # the parsed JSON object, None if it is not one
+    size: int  # bytes of the event as it was dead-lettered
+    truncated: bool  # only the first bytes were kept (it was over the size cap)
 
     @property
     def action(self) -> str | None:
@@ -46,13 +62,23 @@ class DeadLetter:
     @property
     def event_id(self) -> str | None:
         value = (self.event or {}).get("id")
-        return value if isinstance(value, str) else None
+        return value if isinstance(value, str) and "\x00" not in value else None
 
-    @property
-    def pretty(self) -> str:
+    @cached_property
+    def _full_text(self) -> str:
         if self.event is None:
             return self.event_raw
         return json.dumps(self.event, indent=2, ensure_ascii=False, sort_keys=True)
+
+    @property
+    def pretty(self) -> str:
+        """The event for the detail page: indented when parsed, at most SHOW_CHARS."""
+        return self._full_text[:SHOW_CHARS]
+
+    @property
+    def cut(self) -> bool:
+        """Whether the page shows less than the whole event."""
+        return self.truncated or len(self._full_text) > SHOW_CHARS
 
 
 def valid_id(entry_id: str) -> bool:
@@ -65,25 +91,38 @@ def _text(raw: bytes | str | None) -> str | None:
     return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
 
 
+def _number(raw: bytes | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() and len(raw) < 20 else None
+
+
 def parse(entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
     raw = _text(fields.get(b"event")) or ""
-    try:
-        event = json.loads(raw)
-    except ValueError:
-        event = None
-    dead_at = fields.get(b"dead_at")
-    deliveries = fields.get(b"deliveries")
+    event = None
+    truncated = fields.get(b"truncated") == b"1"
+    if not truncated and len(raw) <= PARSE_BYTES:
+        try:
+            event = pydantic_core.from_json(raw)
+        except ValueError:  # not JSON, or nested too deep to be an event
+            event = None
+    dead_at = _number(fields.get(b"dead_at"))
     return DeadLetter(
         id=_text(entry_id) or "",
         event_raw=raw,
         reason=_text(fields.get(b"reason")) or "",
         entry_id=_text(fields.get(b"entry_id")),
-        deliveries=int(deliveries) if deliveries and deliveries.isdigit() else None,
-        dead_at=datetime.fromtimestamp(int(dead_at) / 1000, UTC)
-        if dead_at and dead_at.isdigit()
-        else None,
+        deliveries=_number(fields.get(b"deliveries")),
+        dead_at=_time(dead_at) if dead_at is not None else None,
         event=event if isinstance(event, dict) else None,
+        size=_number(fields.get(b"event_bytes")) or len(fields.get(b"event") or b""),
+        truncated=truncated,
     )
+
+
+def _time(ms: int) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def page(res: Resources, before: str | None = None) -> tuple[list[DeadLetter], str | None]:
@@ -106,6 +145,8 @@ def get(res: Resources, entry_id: str) -> DeadLetter:
 
 def payload(letter: DeadLetter) -> tuple[str, str]:
     """(category, event JSON) to enqueue again."""
+    if letter.truncated:
+        raise Truncated(letter.id)
     if letter.event is None:
         return "normal", letter.event_raw  # the worker will say again what is wrong with it
     event = dict(letter.event)
@@ -121,6 +162,7 @@ class Requeued:
     moved: list[tuple[DeadLetter, str]] = field(default_factory=list)  # (letter, new entry id)
     queue_full: bool = False
     remaining: bool = False  # requeue-all stopped at its per-request cap
+    truncated: int = 0  # letters left in place because only their start was kept
 
 
 def requeue(res: Resources, entry_id: str) -> Requeued:
@@ -148,15 +190,18 @@ def requeue_chunks(res: Resources, limit: int = MAX_REQUEUE_ALL):
         raw = res.redis.xrange(res.keys.dead, min=start, max=stop, count=min(CHUNK, limit - done))
         if not raw:
             return
-        letters = [parse(eid, fields) for eid, fields in raw]
-        new_ids = res.queue.enqueue([payload(letter) for letter in letters], on_full="reject")
+        read = [parse(eid, fields) for eid, fields in raw]
+        start = "(" + read[-1].id
+        letters = [letter for letter in read if not letter.truncated]
+        payloads = [payload(letter) for letter in letters]
+        new_ids = res.queue.enqueue(payloads, on_full="reject") if payloads else []
         chunk = Requeued(
-            moved=[(lt, nid) for lt, nid in zip(letters, new_ids, strict=True) if nid is not None]
+            moved=[(lt, nid) for lt, nid in zip(letters, new_ids, strict=True) if nid is not None],
+            truncated=len(read) - len(letters),
         )
         if chunk.moved:
             res.redis.xdel(res.keys.dead, *[lt.id for lt, _ in chunk.moved])
-        done += len(chunk.moved)
-        start = "(" + letters[-1].id
+        done += len(read)
         if len(chunk.moved) < len(letters):
             chunk.queue_full = True
             yield chunk

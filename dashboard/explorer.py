@@ -35,11 +35,17 @@ class Parsed:
 
 
 def parse_time(text: str) -> datetime:
-    """RFC 3339, or a ``datetime-local`` value (no offset), which is taken as UTC."""
+    """RFC 3339, or a ``datetime-local`` value (no offset), which is taken as UTC.
+
+    Raises ValueError also for a time whose UTC value Python cannot hold (year 1 at +14:00).
+    """
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range in UTC") from None
 
 
 def parse_filters(args: Mapping[str, str]) -> Parsed:
@@ -51,6 +57,8 @@ def parse_filters(args: Mapping[str, str]) -> Parsed:
         values[name] = value
         if len(value) > MAX_VALUE:
             errors[name] = f"at most {MAX_VALUE} characters"
+        elif "\x00" in value:  # no stored value holds one (auditq/events.py refuses them)
+            errors[name] = "must not contain NUL characters"
         elif value:
             kwargs[name] = value
     for name, allowed in CHOICES.items():
@@ -67,7 +75,7 @@ def parse_filters(args: Mapping[str, str]) -> Parsed:
             try:
                 kwargs[name] = parse_time(value)
             except ValueError:
-                errors[name] = "must be a date and time, e.g. 2026-11-27T09:30"
+                errors[name] = "must be a date and time in years 1 to 9999, e.g. 2026-11-27T09:30"
     return Parsed(EventFilters(**kwargs), values, errors)
 
 
@@ -84,7 +92,7 @@ def decode_cursor(text: str | None) -> Cursor | None:
         if moment.tzinfo is None:
             return None
         return moment.astimezone(UTC), UUID(ident)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: out of range once in UTC
         return None
 
 

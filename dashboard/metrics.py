@@ -22,7 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from auditq.stats import LATENCY_BUCKETS_MS
+from auditq.stats import DROP_REASONS, LATENCY_BUCKETS_MS
 from dashboard.access import bearer
 from dashboard.resources import Resources, resources
 
@@ -42,7 +42,6 @@ COUNTERS = {
     "auditq_batches_failed": ("failed_batches", "Batches that failed to store."),
     "auditq_batches_retried": ("retried", "Batch retries after transient errors."),
 }
-DROP_REASONS = ("queue_full", "redis_unavailable", "direct_failed")
 
 
 class RedisCollector(Collector):

@@ -1,7 +1,7 @@
-"""The navigation bar: each page blueprint module declares ``NAV = NavItem(...)``.
+"""The navigation bar: one list, in the order it is shown.
 
-``create_app`` collects them in ``BLUEPRINTS`` order and sorts by ``order``; the base
-layout (``templates/base.html``) renders them and marks the current one.
+The base layout (``templates/base.html``) renders ``NAV`` and marks the item whose
+blueprint serves the request. A page is in the bar by being listed here.
 """
 
 from __future__ import annotations
@@ -13,8 +13,17 @@ from dataclasses import dataclass
 class NavItem:
     label: str
     endpoint: str  # e.g. "overview.index"
-    order: int = 50  # overview 10, workers 20, alerts 25 (reserved), dead letters 30, ...
 
     @property
     def blueprint(self) -> str:
         return self.endpoint.split(".", 1)[0]
+
+
+NAV = (
+    NavItem("Overview", "overview.index"),
+    NavItem("Workers", "workers.index"),
+    NavItem("Alerts", "alerts.index"),
+    NavItem("Dead letters", "dead_letters.index"),
+    NavItem("Explorer", "explorer.index"),
+    NavItem("Settings", "settings.index"),
+)

@@ -3,7 +3,8 @@
 One snapshot costs: XLEN twice, XRANGE COUNT 1 (lag), HGETALL of the totals, one pipelined
 HGETALL per minute of the chart window (60 or 1,440), INFO memory, and the heartbeat read
 (a ZRANGE plus one HGETALL per worker). Nothing scans a stream. The overview page, its
-htmx fragment, /api/v1/stats and the alerts all start here.
+htmx fragment and /api/v1/stats start here (/metrics and the alert metrics read Redis
+themselves, with the same core helpers).
 """
 
 from __future__ import annotations
@@ -14,27 +15,34 @@ from typing import Any
 
 import redis
 
-from auditq.stats import epoch_minute, latency_percentile
+from auditq.stats import (
+    DROP_REASONS,
+    dropped,
+    epoch_minute,
+    last_minute,
+    latency_percentile,
+    window_weights,
+)
 from dashboard.resources import Resources
 
 RANGES = {"1h": 60, "24h": 24 * 60}
-DROP_REASONS = ("queue_full", "redis_unavailable", "direct_failed")
-FAILURES = ("failed_batches", "direct_failed", "retried", "dead_lettered")
+# What went wrong besides drops, each counted in its own unit; the cards and the charts
+# use these names.
+FAILURES = {
+    "failed_batches": ("failed batches", "batches"),
+    "retried": ("retries", "batches"),
+    "direct_failed": ("direct writes failed", "events"),
+    "dead_lettered": ("dead-lettered", "events"),
+}
 
 
-def dropped(counters: dict[str, float]) -> float:
-    return sum(counters.get(f"dropped_{reason}", 0) for reason in DROP_REASONS)
-
-
-def rate_per_minute(series: list[tuple[int, dict[str, float]]], field: str, now: float) -> float:
-    """Events per minute over the last 60 s, from minute buckets: this minute so far plus
-    the part of the previous minute still inside the window."""
-    if not series:
-        return 0.0
-    current = series[-1][1].get(field, 0)
-    previous = series[-2][1].get(field, 0) if len(series) > 1 else 0
-    elapsed = (now % 60) / 60
-    return round(current + previous * (1 - elapsed), 1)
+def last_60s(series: list[tuple[int, dict[str, float]]], now: float) -> dict[str, float]:
+    """The counters over the last 60 s (``auditq.stats.window_weights``); ``series`` ends
+    with the current minute."""
+    _, weight = window_weights(now)
+    current = series[-1][1] if series else {}
+    previous = series[-2][1] if len(series) > 1 else {}
+    return last_minute(current, previous, weight)
 
 
 def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -> dict[str, Any]:
@@ -72,12 +80,13 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
         "lag_seconds": round(depth.lag, 3),
         "dead_letters": depth.dead,
     }
+    # Whole numbers: the window is an estimate, and "10,038.5 per minute" claimed a
+    # precision it does not have.
+    recent = last_60s(series, now)
     out["rates"] = {
-        "enqueued_per_minute": rate_per_minute(series, "enqueued", now),
-        "inserted_per_minute": rate_per_minute(series, "inserted", now),
-        "dropped_per_minute": round(
-            sum(rate_per_minute(series, f"dropped_{r}", now) for r in DROP_REASONS), 1
-        ),
+        "enqueued_per_minute": round(recent.get("enqueued", 0)),
+        "inserted_per_minute": round(recent.get("inserted", 0)),
+        "dropped_per_minute": round(dropped(recent)),
     }
     out["drops"] = {
         reason: {
@@ -87,7 +96,13 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
         for reason in DROP_REASONS
     }
     out["failures"] = {
-        name: {"total": totals.get(name, 0), "window": window.get(name, 0)} for name in FAILURES
+        name: {
+            "label": label,
+            "unit": unit,
+            "total": totals.get(name, 0),
+            "window": window.get(name, 0),
+        }
+        for name, (label, unit) in FAILURES.items()
     }
     out["totals"] = totals
     out["window"] = {"minutes": minutes, "counters": window}
@@ -104,9 +119,7 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
             "enqueued": counters.get("enqueued", 0),
             "inserted": counters.get("inserted", 0),
             "dropped": dropped(counters),
-            "failed": counters.get("failed_batches", 0)
-            + counters.get("direct_failed", 0)
-            + counters.get("dead_lettered", 0),
+            **{name: counters.get(name, 0) for name in FAILURES},
             "counters": counters,
         }
         for minute, counters in series

@@ -10,8 +10,10 @@ import threading
 from typing import Any
 
 import redis
-from flask import current_app
+from flask import abort, current_app
 
+from auditq.alerts.repo import open_repo
+from auditq.alerts.service import AlertService
 from auditq.client import AuditClient
 from auditq.config import Settings
 from auditq.keys import Keys
@@ -35,6 +37,7 @@ class Resources:
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._audit: AuditClient | None = None
+        self._alerts: AlertService | None = None
 
     @property
     def store(self) -> Store | None:
@@ -54,6 +57,17 @@ class Resources:
                 self._audit = AuditClient(self.settings)
             return self._audit
 
+    @property
+    def alerts(self) -> AlertService | None:
+        """The alerts pages' and API's service (its repository opened on first use), or
+        None when no store is configured."""
+        with self._lock:
+            if self._alerts is None:
+                repo = open_repo(self.settings)
+                if repo is not None:
+                    self._alerts = AlertService(repo, self.redis, self.settings)
+            return self._alerts
+
     def workers(self, now: float | None = None) -> list[dict[str, Any]]:
         from dashboard.workers import list_workers
 
@@ -65,7 +79,17 @@ class Resources:
             self._store.close()
         if self._audit is not None:
             self._audit.close()
+        if self._alerts is not None:
+            self._alerts.repo.close()
 
 
 def resources() -> Resources:
     return current_app.extensions["auditq"]
+
+
+def alert_service() -> AlertService:
+    """The app's alert service, for the alerts pages and API; 503 without a store."""
+    svc = resources().alerts
+    if svc is None:
+        abort(503, "Alerts need a store: set SUPABASE_URL or DATABASE_URL.")
+    return svc

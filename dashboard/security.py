@@ -48,7 +48,7 @@ class SessionInterface(SecureCookieSessionInterface):
     then fails visibly instead of a session riding over an unencrypted connection.
     """
 
-    def get_cookie_secure(self, app: Flask) -> bool:  # type: ignore[override]
+    def get_cookie_secure(self, app: Flask) -> bool:
         return not is_local_http(request)
 
 
@@ -64,24 +64,36 @@ def add_headers(response: Response) -> Response:
     return response
 
 
-def _wants_json() -> bool:
+def wants_json() -> bool:
+    """API, metrics and health callers get JSON errors; people get pages and redirects.
+
+    Decided by the path when no route matched (a 404 or 405 has no blueprint)."""
     blueprint = request.blueprint or ""
-    return blueprint.startswith("api") or blueprint in ("metrics", "health")
+    if blueprint.startswith("api") or blueprint in ("metrics", "health"):
+        return True
+    return request.endpoint is None and request.path.startswith(("/api/", "/metrics"))
 
 
-def handle_http_error(error: HTTPException) -> tuple[Response | str, int]:
+def handle_http_error(error: HTTPException) -> Response:
     status = error.code or 500
     message = error.description or error.name
     if isinstance(error, CSRFError):
         message = "The form expired or was not sent from this dashboard; reload and retry."
-    if _wants_json():
-        return jsonify({"error": message}), status
-    return render_template("error.html", status=status, message=message), status
+    if wants_json():
+        response = jsonify({"error": message})
+    else:
+        response = Response(render_template("error.html", status=status, message=message))
+    response.status_code = status
+    # The exception's own headers (a 405's Allow, a 401's WWW-Authenticate), our body.
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def handle_redis_error(error: redis.RedisError) -> tuple[Response | str, int]:
     message = f"Redis is unreachable ({type(error).__name__}). Reload to see the current state."
-    if _wants_json():
+    if wants_json():
         return jsonify({"error": message}), 503
     return render_template("error.html", status=503, message=message), 503
 

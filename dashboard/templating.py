@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, current_app, g
 
 from dashboard.charts import fmt
+from dashboard.nav import NAV
 
 
 def duration(seconds: float | None) -> str:
@@ -37,7 +38,7 @@ def _context() -> dict[str, Any]:
     settings = current_app.extensions["auditq"].settings
     return {
         "role": getattr(g, "role", None),
-        "nav_items": current_app.extensions["auditq_nav"],
+        "nav_items": NAV,
         "refresh_seconds": settings.refresh_seconds,
         "refresh_ms": int(settings.refresh_seconds * 1000),
     }

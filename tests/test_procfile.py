@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from auditq.config import Settings, env_name
-from auditq.embedded import HOST, PostgresServer, free_port
+from auditq.devtools.embedded import HOST, PostgresServer, free_port
 from auditq.migrate import MIGRATIONS_DIR
 from auditq.queue import connect
 
@@ -231,7 +231,13 @@ def test_python_version_is_pinned_to_311() -> None:
 
 
 def gunicorn_conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, object]:
-    for name in ("PORT", "WEB_CONCURRENCY", "DYNO", "FORWARDED_ALLOW_IPS"):
+    for name in (
+        "PORT",
+        "WEB_CONCURRENCY",
+        "DYNO",
+        "FORWARDED_ALLOW_IPS",
+        "AUDITQ_TRUSTED_PROXIES",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -253,4 +259,13 @@ def test_gunicorn_conf_elsewhere_trusts_no_forwarded_headers(
     conf = gunicorn_conf(monkeypatch)
     assert conf["bind"] == ["0.0.0.0:5000"]
     assert conf["workers"] == 2
-    assert "forwarded_allow_ips" not in conf  # gunicorn's default: 127.0.0.1 and ::1
+    assert conf["forwarded_allow_ips"] == ""  # no peer, not even 127.0.0.1
+
+
+def test_gunicorn_conf_trusts_forwarded_headers_when_told_a_proxy_is_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The same setting ProxyFix follows: one answer to "is there a proxy in front?".
+    assert gunicorn_conf(monkeypatch, AUDITQ_TRUSTED_PROXIES="1")["forwarded_allow_ips"] == "*"
+    explicit = gunicorn_conf(monkeypatch, DYNO="web.1", AUDITQ_TRUSTED_PROXIES="0")
+    assert explicit["forwarded_allow_ips"] == ""

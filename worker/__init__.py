@@ -1,4 +1,4 @@
 """The drain process (``python -m worker``): moves audit events from the Redis stream into
 the store, adapting its batch size, retrying outages, isolating poison events and
-reclaiming what dead workers held. ``worker.heartbeat.list_workers`` is what others read.
+reclaiming what dead workers held. Others read its heartbeat through ``auditq.heartbeat``.
 """

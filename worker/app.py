@@ -61,6 +61,7 @@ class Worker:
             self.sizer,
             self.status,
             max_event_bytes=settings.max_event_bytes,
+            redact_keys=settings.redact_key_set,
             retry_base=settings.retry_base,
             retry_max=settings.retry_max,
         )
@@ -91,9 +92,9 @@ class Worker:
         scheduler.add_job(
             self.reclaim.run, "interval", seconds=s.claim_timeout / 2, id="reclaim", **common
         )
-        # Alert evaluation runs in workers and web processes alike (a Redis lease picks one
-        # at a time), so alerts keep working whichever of them is alive.
-        self.alerts = add_alert_job(scheduler, s)
+        # Alert evaluation runs in workers and web processes alike (leases pick one at a
+        # time), so alerts keep working whichever of them is alive.
+        add_alert_job(scheduler, s)
         return scheduler
 
     def run(self) -> int:

@@ -5,7 +5,9 @@ Shared by the drain (new entries) and reclaim (entries a dead worker held). Rule
   pending, so a crash at any point loses nothing (a redelivered row is skipped by id).
 - Entries that cannot be decoded, and rows the database refuses (``DataRejected``), go to
   the dead-letter stream with the reason; a refused batch is split in halves until the
-  refused rows are alone, so every good row around them is stored at once.
+  refused rows are alone, so every good row around them is stored at once. Any other
+  error raised by one entry (decoding it, or inserting a part holding it) is treated the
+  same way: only a transient store error may hold a batch back.
 - A transient failure (``StoreUnavailable``) retries with backoff, keeps the batch leased
   to this worker, shrinks the adaptive batch size, and re-splits what is left to that size.
 
@@ -18,6 +20,7 @@ job adds ``reclaimed`` (entries taken over from workers that stopped answering).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -28,8 +31,9 @@ from tenacity import RetryCallState
 
 from auditq.events import AuditEvent, EventError, decode_entry
 from auditq.queue import Entry, Queue
+from auditq.redact import DEFAULT_KEY_SET
 from auditq.stats import Stats, latency_field
-from auditq.stores import DataRejected, Store, StoreUnavailable
+from auditq.stores import Store, StoreError, StoreUnavailable
 from worker.backoff import Interrupted, retrying
 from worker.batching import AdaptiveBatch, chunk_by_bytes, split
 from worker.heartbeat import WorkerStatus
@@ -59,6 +63,13 @@ class Decoded:
     dead: list[tuple[Entry, str]]
 
 
+def reason(error: Exception) -> str:
+    """The dead-letter reason for an error: our own errors say it; others name their type."""
+    if isinstance(error, EventError | StoreError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
 class BatchInserter:
     def __init__(
         self,
@@ -71,6 +82,7 @@ class BatchInserter:
         max_event_bytes: int,
         retry_base: float,
         retry_max: float,
+        redact_keys: frozenset[str] = DEFAULT_KEY_SET,
     ) -> None:
         self.queue = queue
         self.stats = stats
@@ -78,6 +90,7 @@ class BatchInserter:
         self.sizer = sizer
         self.status = status
         self.max_event_bytes = max_event_bytes
+        self.redact_keys = redact_keys
         self.retry_base = retry_base
         self.retry_max = retry_max
         # One batch at a time per process: the drain and reclaim jobs run on separate
@@ -91,11 +104,20 @@ class BatchInserter:
     def consumer(self) -> str:
         return self.status.id
 
+    def decode(self, entry: Entry) -> AuditEvent:
+        """Validate one entry as the producers' clients do (secrets redacted)."""
+        return decode_entry(entry.id, entry.fields, self.max_event_bytes, self.redact_keys)
+
+    def dead_letter(self, dead: list[tuple[Entry, str]], pipe: redis.client.Pipeline) -> None:
+        self.queue.dead_letter(
+            dead, pipe, max_bytes=self.max_event_bytes, redact_keys=self.redact_keys
+        )
+
     def handle(self, entries: list[Entry], backlog: bool) -> None:
         """Store a batch this consumer holds. Call with ``self.lock`` held."""
-        self.store_decoded(self.decode(entries), backlog)
+        self.store_decoded(self.decode_batch(entries), backlog)
 
-    def decode(self, entries: list[Entry]) -> Decoded:
+    def decode_batch(self, entries: list[Entry]) -> Decoded:
         """Decode a batch: no store, no lock, so the drain can run it while the previous
         batch is being written (worker/pipeline.py)."""
         outcome = _Outcome()
@@ -103,12 +125,12 @@ class BatchInserter:
         sizes: list[int] = []
         for entry in entries:
             try:
-                items.append((entry, decode_entry(entry.id, entry.fields, self.max_event_bytes)))
+                items.append((entry, self.decode(entry)))
                 sizes.append(len(entry.fields.get(b"event", b"")))
-            except EventError as error:
-                outcome.dead.append((entry, str(error)))
+            except Exception as error:  # whatever it is, it is this entry's fault
+                outcome.dead.append((entry, reason(error)))
                 log.warning("undecodable entry consumer=%s entry=%s error=%s",
-                            self.consumer, entry.id, error)  # fmt: skip
+                            self.consumer, entry.id, reason(error))  # fmt: skip
         return Decoded(entries, items, sizes, outcome.dead)
 
     def store_decoded(self, decoded: Decoded, backlog: bool) -> None:
@@ -130,6 +152,14 @@ class BatchInserter:
                 self.consumer,
                 len(entries) - len(outcome.stored) - len(outcome.dead),
             )
+        except Exception as error:
+            # Not one entry's fault (those are dead-lettered above): the batch stays pending
+            # and is redelivered; should it never pass, its dead letters say why.
+            done = {entry.id for entry in outcome.stored} | {e.id for e, _ in outcome.dead}
+            left = [entry.id for entry in entries if entry.id not in done]
+            with contextlib.suppress(redis.RedisError):
+                self.queue.remember_failure(left, reason(error))
+            raise
         finally:
             # Also on an unexpected error: what was committed is acked, the rest stays pending.
             latency_ms = (time.monotonic() - started) * 1000
@@ -200,13 +230,13 @@ class BatchInserter:
             except StoreUnavailable:
                 pending.append(part)
                 raise
-            except DataRejected as error:
+            except Exception as error:  # not transient, so the rows' fault
                 if len(part) == 1:
-                    outcome.dead.append((part[0][0], str(error)))
+                    outcome.dead.append((part[0][0], reason(error)))
                     # Only the error's code: a database message may quote the row's values.
                     log.warning(
                         "row refused by the store consumer=%s entry=%s id=%s error=%s",
-                        self.consumer, part[0][0].id, part[0][1].id, str(error).split(":")[0],
+                        self.consumer, part[0][0].id, part[0][1].id, reason(error).split(":")[0],
                     )  # fmt: skip
                 else:
                     half = len(part) // 2
@@ -234,7 +264,7 @@ class BatchInserter:
                 latency_field(latency_ms): 1,
             }
         pipe = self.queue.redis.pipeline(transaction=True)
-        self.queue.dead_letter(outcome.dead, pipe)
+        self.dead_letter(outcome.dead, pipe)
         self.queue.ack([entry.id for entry in outcome.stored], pipe)
         self.stats.incr(counts, pipe)
         try:

@@ -59,7 +59,7 @@ class Prefetch:
         if not entries:
             return None
         # A full read means more is waiting: the signal the batch size grows on.
-        return Batch(self.inserter.decode(entries), len(entries) >= count)
+        return Batch(self.inserter.decode_batch(entries), len(entries) >= count)
 
     def ahead(self) -> Future[Batch | None]:
         """Start fetching the next batch on the prefetch thread; until the drain takes it,

@@ -65,10 +65,10 @@ class Reclaim:
     def _dead_letter_worn_out(self, entries: list[Entry]) -> list[Entry]:
         worn = [e for e in entries if e.deliveries > self.max_deliveries]
         if worn:
+            first = self.queue.first_failures([e.id for e in worn])
             pipe = self.queue.redis.pipeline(transaction=True)
-            self.queue.dead_letter(
-                [(e, f"delivered {e.deliveries} times, over max_deliveries") for e in worn], pipe
-            )
+            dead = [(e, _worn_reason(e, first.get(e.id))) for e in worn]
+            self.inserter.dead_letter(dead, pipe)
             self.inserter.stats.incr({"dead_lettered": len(worn)}, pipe)
             pipe.execute()
             self.inserter.status.dead_lettered += len(worn)
@@ -98,3 +98,8 @@ class Reclaim:
                     client.xgroup_delconsumer(keys.stream, GROUP, name)
         except redis.RedisError as error:
             log.warning("consumer cleanup failed error=%s", type(error).__name__)
+
+
+def _worn_reason(entry: Entry, first: str | None) -> str:
+    worn = f"delivered {entry.deliveries} times, over max_deliveries"
+    return f"{first} (then {worn})" if first else worn

@@ -157,7 +157,8 @@ def _timestamp(value: datetime) -> str:
     """RFC 3339 in UTC with microseconds and a ``Z`` (no ``+`` to survive a query string)."""
     if value.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: %Y gives "1", not "0001", for the year 1 on glibc.
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,30 +1,39 @@
-"""Login and logout. The password is compared in constant time; attempts are rate-limited
-per client IP (``dashboard.ratelimit``). Which password matched decides the role."""
+"""Login and logout. The password is compared in constant time; attempts are limited per
+client address and failures per login (``dashboard.ratelimit``). Which password matched
+decides the role."""
 
 from __future__ import annotations
 
 import hmac
 import logging
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from dashboard.access import any_role_may_post, current_role, public, safe_next, start_session
-from dashboard.ratelimit import LOGIN_LIMIT, LOGIN_WINDOW, FixedWindow
+from dashboard.access import (
+    Role,
+    any_role_may_post,
+    current_role,
+    end_session,
+    public,
+    safe_next,
+    start_session,
+)
+from dashboard.ratelimit import LOGIN_WINDOW, LoginLimits
 from dashboard.resources import resources
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
+EXTENSION = "auditq_login_limits"
+TOO_MANY = f"Too many login attempts. Try again in {LOGIN_WINDOW // 60} minutes."
 
 
-def _limiter() -> FixedWindow:
-    res = resources()
-    limiter = getattr(res, "_login_limiter", None)
-    if limiter is None:
-        limiter = res._login_limiter = FixedWindow(  # type: ignore[attr-defined]
-            res.redis, res.keys.prefix, LOGIN_LIMIT, LOGIN_WINDOW
-        )
-    return limiter
+def _limits() -> LoginLimits:
+    extensions = current_app.extensions
+    if EXTENSION not in extensions:  # a race makes two, both counting in the same keys
+        res = resources()
+        extensions[EXTENSION] = LoginLimits.on(res.redis, res.keys)
+    return extensions[EXTENSION]
 
 
 def _matches(given: str, secret) -> bool:
@@ -50,20 +59,36 @@ def login() -> Response | str | tuple[str, int]:
             return redirect(_next_url(), code=303)
         return render_template("login.html", next=safe_next(request.args.get("next")))
 
-    if not _limiter().hit(request.remote_addr or "unknown"):
+    limits = _limits()
+    if not limits.per_ip.hit(f"ip:{request.remote_addr}"):
         log.warning("login rate limit hit ip=%s", request.remote_addr)
-        message = f"Too many login attempts. Try again in {LOGIN_WINDOW // 60} minutes."
-        return render_template("login.html", error=message, next=None), 429
+        return render_template("login.html", error=TOO_MANY, next=None), 429
     settings = resources().settings
     password = request.form.get("password", "")
-    is_admin = _matches(password, settings.dashboard_password)
-    is_viewer = _matches(password, settings.dashboard_viewer_password)
-    if not (is_admin or is_viewer):
+    matched: list[Role] = []
+    if _matches(password, settings.dashboard_password):
+        matched.append("admin")
+    if _matches(password, settings.dashboard_viewer_password):
+        matched.append("viewer")
+    logins: list[Role] = ["admin"]
+    if settings.dashboard_viewer_password is not None:
+        logins.append("viewer")
+    locked = [role for role in logins if limits.per_login.exhausted(f"login:{role}")]
+    open_match = [role for role in matched if role not in locked]
+    if not open_match:
+        # A failure is a guess at every login (the form has no user name). A locked login
+        # answers 429 even to its right password, so a guess learns nothing from it.
+        for role in logins:
+            if role not in locked:
+                limits.per_login.hit(f"login:{role}")
+        if locked:
+            log.warning("login locked roles=%s ip=%s", ",".join(locked), request.remote_addr)
+            return render_template("login.html", error=TOO_MANY, next=None), 429
         log.info("login failed ip=%s", request.remote_addr)
         return render_template(
             "login.html", error="Wrong password.", next=safe_next(request.form.get("next"))
         ), 401
-    start_session("admin" if is_admin else "viewer")
+    start_session(open_match[0])  # admin first: when both match, admin wins
     log.info("login ok role=%s ip=%s", session["role"], request.remote_addr)
     return redirect(_next_url(), code=303)
 
@@ -71,5 +96,5 @@ def login() -> Response | str | tuple[str, int]:
 @bp.route("/logout", methods=["POST"])
 @any_role_may_post
 def logout() -> Response:
-    session.clear()
+    end_session()
     return redirect(url_for("auth.login"), code=303)

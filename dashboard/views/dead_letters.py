@@ -12,13 +12,15 @@ from werkzeug.wrappers import Response
 
 from dashboard import dead_letters as dl
 from dashboard.audit import record
-from dashboard.nav import NavItem
 from dashboard.resources import resources
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/dead-letters")
-NAV = NavItem("Dead letters", "dead_letters.index", 30)
 
 DISCARDED_EVENT_CHARS = 16_000
+TRUNCATED = (
+    "Only the start of this event was kept (it was over AUDITQ_MAX_EVENT_BYTES), so it "
+    "cannot be requeued; discard it once you have seen what it was."
+)
 FULL = (
     "The queue is full (AUDITQ_MAX_QUEUE): nothing more was requeued. "
     "Wait for the workers to drain it, then try again."
@@ -62,6 +64,9 @@ def requeue(entry_id: str) -> Response:
     except dl.NotFound:
         flash("That dead letter is gone (already requeued or discarded).", "warning")
         return redirect(url_for(".index"), code=303)
+    except dl.Truncated:
+        flash(TRUNCATED, "error")
+        return redirect(url_for(".show", entry_id=entry_id), code=303)
     if result.queue_full:
         flash(FULL, "error")
         return redirect(url_for(".show", entry_id=entry_id), code=303)
@@ -75,7 +80,7 @@ def requeue(entry_id: str) -> Response:
             "event_id": letter.event_id,
             "original_entry_id": letter.entry_id,
             "queue_entry_id": new_id,
-            "reason": letter.reason[:500],
+            "reason": _loggable(letter.reason, 500),
         },
     )
     flash(f"Requeued dead letter {letter.id} as queue entry {new_id}.", "ok")
@@ -84,10 +89,11 @@ def requeue(entry_id: str) -> Response:
 
 @bp.route("/requeue-all", methods=["POST"])
 def requeue_all() -> Response:
-    moved = 0
+    moved = truncated = 0
     full = remaining = False
     for chunk in dl.requeue_chunks(resources()):
         moved += len(chunk.moved)
+        truncated += chunk.truncated
         full = full or chunk.queue_full
         remaining = remaining or chunk.remaining
         if chunk.moved:
@@ -101,12 +107,13 @@ def requeue_all() -> Response:
                     "queue_entry_ids": [nid for _, nid in chunk.moved],
                 },
             )
+    kept = f" {truncated} truncated (inspect or discard them)." if truncated else ""
     if full:
-        flash(f"Requeued {moved}. " + FULL, "error")
+        flash(f"Requeued {moved}. " + FULL + kept, "error")
     elif remaining:
-        flash(f"Requeued {moved}; more remain — requeue all again to continue.", "warning")
+        flash(f"Requeued {moved}; more remain — requeue all again to continue.{kept}", "warning")
     else:
-        flash(f"Requeued {moved} dead letter{'s' if moved != 1 else ''}.", "ok")
+        flash(f"Requeued {moved} dead letter{'s' if moved != 1 else ''}.{kept}", "ok")
     return redirect(url_for(".index"), code=303)
 
 
@@ -125,11 +132,17 @@ def discard(entry_id: str) -> Response:
             "dead_letter_id": letter.id,
             "event_id": letter.event_id,
             "original_entry_id": letter.entry_id,
-            "reason": letter.reason[:500],
+            "reason": _loggable(letter.reason, 500),
             # The discarded event is gone from Redis: keep what it was in the trail.
-            "event": letter.event_raw[:DISCARDED_EVENT_CHARS],
-            "event_truncated": len(letter.event_raw) > DISCARDED_EVENT_CHARS,
+            "event": _loggable(letter.event_raw, DISCARDED_EVENT_CHARS),
+            "event_bytes": letter.size,
+            "event_truncated": letter.truncated or len(letter.event_raw) > DISCARDED_EVENT_CHARS,
         },
     )
     flash(f"Discarded dead letter {letter.id}.", "ok")
     return redirect(url_for(".index"), code=303)
+
+
+def _loggable(value: str, limit: int) -> str:
+    """Dead-letter text for the audit log, which refuses NUL (it is stored as text)."""
+    return value[:limit].replace("\x00", "\ufffd")

@@ -13,11 +13,9 @@ from flask import Blueprint, Response, abort, render_template, request, stream_w
 from auditq.stores import QUERY_COLUMNS, StoreError
 from dashboard import explorer as ex
 from dashboard.audit import record
-from dashboard.nav import NavItem
 from dashboard.resources import resources
 
 bp = Blueprint("explorer", __name__, url_prefix="/explorer")
-NAV = NavItem("Explorer", "explorer.index", 40)
 
 
 @bp.route("/")
@@ -41,7 +39,7 @@ def index() -> str | tuple[str, int]:
         except StoreError as exc:
             error = f"The store did not answer: {exc}"
     filter_args = {k: v for k, v in parsed.values.items() if v}
-    status = 400 if parsed.errors else 200
+    status = 400 if parsed.errors or (before_text and before is None) else 200
     return render_template(
         "explorer.html",
         rows=rows,

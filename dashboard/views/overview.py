@@ -10,12 +10,10 @@ from flask import Blueprint, render_template, request
 
 from dashboard import charts
 from dashboard.ext import htmx
-from dashboard.nav import NavItem
 from dashboard.overview import RANGES, snapshot
 from dashboard.resources import resources
 
 bp = Blueprint("overview", __name__)
-NAV = NavItem("Overview", "overview.index", 10)
 
 
 @bp.route("/")
@@ -26,7 +24,7 @@ def index() -> str:
     snap = snapshot(resources(), range_name)
     context = {
         "snap": snap,
-        "charts": charts.build(snap.get("series", []), range_name),
+        "charts": charts.build(snap.get("series", []), range_name, snap.get("current_minute")),
         "range_name": range_name,
         "ranges": list(RANGES),
     }

@@ -7,29 +7,19 @@ masked; DATABASE_URL is a secret as a whole.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import Blueprint, render_template
 from pydantic import SecretStr
 
 from auditq.config import Settings, env_name
-from dashboard.nav import NavItem
+from auditq.urls import hide_password
 from dashboard.resources import resources
 
 bp = Blueprint("settings", __name__)
-NAV = NavItem("Settings", "settings.index", 90)
 
 
-def mask_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.password is None and parts.username is None:
-        return value
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    credentials = f"{user}:••••••" if parts.password is not None else user
-    return urlunsplit(parts._replace(netloc=f"{credentials}@{host}"))
+# What a hidden password looks like on the page (the terminal's "***" would read as text).
+MASKED = "••••••"
 
 
 def rows(settings: Settings) -> list[dict[str, Any]]:
@@ -40,7 +30,7 @@ def rows(settings: Settings) -> list[dict[str, Any]]:
         if secret:
             shown = "set" if value is not None and value.get_secret_value() else "not set"
         elif isinstance(value, str) and "://" in value:
-            shown = mask_url(value)
+            shown = hide_password(value, MASKED)
         else:
             shown = "" if value is None else str(value)
         out.append(

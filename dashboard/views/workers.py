@@ -12,11 +12,9 @@ import redis
 from flask import Blueprint, render_template
 
 from dashboard.ext import htmx
-from dashboard.nav import NavItem
 from dashboard.resources import resources
 
 bp = Blueprint("workers", __name__)
-NAV = NavItem("Workers", "workers.index", 20)
 
 
 @bp.route("/workers")
@@ -32,6 +30,7 @@ def index() -> str:
         "workers": workers,
         "error": error,
         "ttl": res.settings.heartbeat_ttl,
+        "forget_after": res.settings.worker_forget_after,
         "now": time.time(),
     }
     if htmx:

@@ -9,25 +9,8 @@ import pytest
 
 from auditq.client import AuditClient, AuditUnavailable
 from auditq.config import load_settings
-from auditq.embedded import RedisServer, free_port
 from auditq.events import EventError
-
-
-def supabase_settings(postgrest, redis_url, **overrides):
-    return load_settings(
-        redis_url=redis_url,
-        supabase_url=postgrest.url,
-        supabase_service_role_key=postgrest.service_key,
-        **overrides,
-    )
-
-
-def rows_with(pg_dsn, ids):
-    with psycopg.connect(pg_dsn) as conn:
-        return conn.execute(
-            "select id::text, ingest_path from public.audit_logs where id = any(%s::uuid[])",
-            (list(ids),),
-        ).fetchall()
+from tests.auditq.helpers import rows_with, supabase_settings
 
 
 def test_ten_thousand_logs_make_ten_thousand_entries_that_parse_back(redis_url):
@@ -132,14 +115,6 @@ def test_with_postgrest_stopped_a_critical_event_is_deferred_to_the_stream(
     assert client.stats.totals()["deferred"] == 1
 
 
-@pytest.fixture
-def doomed_redis(tmp_path):
-    server = RedisServer(tmp_path / "redis", port=free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_with_redis_stopped_log_returns_within_its_bound(doomed_redis, postgrest, pg_dsn, clean_db):
     client = AuditClient(supabase_settings(postgrest, doomed_redis.url, redis_timeout=0.1))
     client.log("warm.up")
@@ -175,3 +150,51 @@ def test_critical_with_no_store_and_no_redis_raises(doomed_redis):
     doomed_redis.stop()
     with pytest.raises(AuditUnavailable):
         client.log("user.ban", category="critical")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"actor_id": "u\u000042"}, "actor_id"),
+        ({"ip": "fe80::1%eth0"}, "ip"),
+        ({"metadata": {"ratio": float("nan")}}, "metadata"),
+        ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at"),
+        # Python values the client serializes as JSON strings and arrays.
+        ({"metadata": {"raw": b"\x00"}}, "metadata"),
+        ({"metadata": {"tags": {"a\u0000"}}}, "metadata"),
+        ({"metadata": {"pair": ("ok", "n\u0000")}}, "metadata"),
+    ],
+)
+def test_a_critical_event_postgres_would_refuse_raises_instead_of_being_deferred(
+    redis_url, postgrest, pg_dsn, clean_db, fields, field
+):
+    client = AuditClient(supabase_settings(postgrest, redis_url))
+    with pytest.raises(EventError) as caught:
+        client.log("user.ban", category="critical", **fields)
+    assert caught.value.field == field
+    with pytest.raises(EventError):
+        client.log("user.login", **fields)  # normal: refused, never "queued"
+    assert client.redis.xlen("audit:events") == 0
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("select count(*) from public.audit_logs").fetchone()[0] == 0
+    client.close()
+
+
+def test_an_outage_is_logged_once_per_interval_with_a_count_not_once_per_event(
+    doomed_redis, caplog
+):
+    client = AuditClient(load_settings(redis_url=doomed_redis.url, redis_timeout=0.1))
+    client.warnings.interval = 3600  # one interval covers the whole outage, however slow
+    doomed_redis.stop()
+    with caplog.at_level("WARNING", logger="auditq.client"):
+        results = [client.log("user.login") for _ in range(3_000)]
+        assert {r.reason for r in results} == {"redis_unavailable"}
+        during = [r.getMessage() for r in caplog.records]
+        doomed_redis.start()
+        assert client.log("after").outcome == "queued"
+    assert during == ["redis unavailable, normal events dropped: 1 events (ConnectionError)"]
+    assert [r.getMessage() for r in caplog.records][1:] == [
+        "redis unavailable, normal events dropped: 2999 more events before it recovered"
+        " (ConnectionError)"
+    ]
+    client.close()

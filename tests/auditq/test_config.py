@@ -57,3 +57,20 @@ def test_secrets_never_appear_in_errors_or_repr(monkeypatch):
 def test_every_setting_has_an_environment_name():
     assert env_name("max_queue") == "AUDITQ_MAX_QUEUE"
     assert env_name("redis_url") == "REDIS_URL"
+
+
+@pytest.mark.parametrize(
+    ("env", "hops"),
+    [
+        ({}, 0),  # no proxy known: forwarded headers are not believed (dev mode included)
+        ({"DYNO": "web.1"}, 1),  # Heroku's router
+        ({"DYNO": "web.1", "AUDITQ_TRUSTED_PROXIES": "0"}, 0),  # explicit wins
+        ({"AUDITQ_TRUSTED_PROXIES": "2"}, 2),
+    ],
+)
+def test_proxy_hops_are_trusted_only_where_a_proxy_is_known(monkeypatch, env, hops):
+    for name in ("DYNO", "AUDITQ_TRUSTED_PROXIES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().proxy_hops == hops

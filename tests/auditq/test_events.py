@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from auditq.events import EventError, build_event, decode_entry, encode
+from auditq.events import MAX_METADATA_DEPTH, EventError, build_event, decode_entry, encode
 
 
 def test_a_valid_event_gets_a_uuid7_and_a_time():
@@ -75,3 +75,82 @@ def test_decode_rejects_what_producers_got_wrong(fields, fragment):
     with pytest.raises(EventError) as caught:
         decode_entry("1-0", fields, 64)
     assert fragment in str(caught.value)
+
+
+# --- what Postgres refuses is refused at the edge (issue 10, item 4) ----------------------
+
+DEEP = {"a": 1}
+for _ in range(MAX_METADATA_DEPTH):
+    DEEP = {"a": DEEP}  # one level more than allowed
+
+# (event, field): refused by build_event (client, ingest) and by decode_entry (worker) alike.
+HOSTILE = [
+    ({"action": "a\u0000b"}, "action"),
+    ({"action": "a", "actor_id": "u\u00001"}, "actor_id"),
+    ({"action": "a", "user_agent": "\u0000"}, "user_agent"),
+    ({"action": "a", "metadata": {"k": "v\u0000"}}, "metadata"),
+    ({"action": "a", "metadata": {"k\u0000": "v"}}, "metadata"),
+    ({"action": "a", "metadata": {"k": [{"deeper": ["\u0000"]}]}}, "metadata"),
+    ({"action": "a", "ip": "fe80::1%eth0"}, "ip"),
+    ({"action": "a", "ip": "10.0.0.1\u0000"}, "ip"),
+    ({"action": "a", "metadata": DEEP}, "metadata"),
+    ({"action": "a", "occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at"),
+    ({"action": "a", "occurred_at": "9999-12-31T23:59:59-14:00"}, "occurred_at"),
+]
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999"]
+
+
+@pytest.mark.parametrize(("data", "field"), HOSTILE)
+def test_what_postgres_refuses_is_refused_by_build_event_naming_the_field(data, field):
+    with pytest.raises(EventError) as caught:
+        build_event(data)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(("data", "field"), HOSTILE)
+def test_the_worker_refuses_the_same_raw_entries(data, field):
+    raw = json.dumps(data).encode()
+    with pytest.raises(EventError) as caught:
+        decode_entry("1-0", {b"event": raw}, 1_000_000)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_non_finite_numbers_are_refused_not_stored_as_null(number):
+    raw = f'{{"action": "a", "metadata": {{"x": [1, {number}]}}}}'
+    with pytest.raises(EventError) as caught:
+        decode_entry("1-0", {b"event": raw.encode()}, 1_000_000)
+    assert caught.value.field == "metadata"
+    with pytest.raises(EventError):
+        build_event(json.loads(raw))  # what HTTP ingest parses (json.loads takes NaN)
+    with pytest.raises(EventError):
+        build_event({"action": "a", "metadata": {"x": float(number)}})
+
+
+def test_integers_longer_than_the_worker_reads_are_refused():
+    with pytest.raises(EventError) as caught:
+        build_event({"action": "a", "metadata": {"n": 10**4300}})
+    assert caught.value.field == "metadata"
+    assert build_event({"action": "a", "metadata": {"n": 10**4300 - 1}})
+
+
+def test_an_entry_id_whose_time_is_out_of_range_is_an_event_error():
+    fields = {b"event": b'{"action": "a"}'}
+    with pytest.raises(EventError) as caught:
+        decode_entry("18446744073709551615-0", fields, 65_536)
+    assert caught.value.field == "occurred_at"
+
+
+def test_edge_values_inside_the_limits_are_accepted():
+    deepest: dict = {"a": 1}
+    for _ in range(MAX_METADATA_DEPTH - 2):  # inside metadata: MAX_METADATA_DEPTH levels
+        deepest = {"a": deepest}
+    event = build_event(
+        {
+            "action": "a",
+            "occurred_at": "0001-01-01T00:00:00Z",
+            "ip": "::ffff:192.0.2.1",
+            "metadata": {"deep": deepest, "text": "\\u0000 as text", "big": 10**4300 - 1},
+        }
+    )
+    assert decode_entry("1-0", {b"event": event.to_json().encode()}, 1_000_000) == event

@@ -3,7 +3,7 @@
 import json
 
 from auditq.keys import Keys
-from auditq.queue import ENQUEUE_LUA, Queue, connect
+from auditq.queue import ENQUEUE_LUA, TRUNCATED_KEEP, Queue, connect
 from auditq.stats import Stats
 
 
@@ -64,7 +64,7 @@ def test_consumer_side_reads_acks_and_deletes(redis_url):
     queue.enqueue([("normal", '{"action":"a"}')] * 3)
     entries = queue.read("w1", count=10)
     assert len(entries) == 3
-    assert queue.oldest_age() >= 0
+    assert queue.depth().lag >= 0
     queue.ack([e.id for e in entries[:2]])
     assert queue.length() == 1
 
@@ -84,10 +84,40 @@ def test_dead_letter_moves_the_entry_with_its_reason(redis_url):
     queue.ensure_group()
     queue.enqueue([("normal", "{bad json")])
     (entry,) = queue.read("w1", count=10)
-    queue.dead_letter([(entry, "event: is not valid JSON")])
+    queue.dead_letter([(entry, "event: is not valid JSON")], max_bytes=1024)
     assert queue.length() == 0
     (_, fields), *_ = queue.redis.xrange("audit:dead")
     assert fields[b"event"] == b"{bad json"
     assert fields[b"reason"] == b"event: is not valid JSON"
     assert fields[b"entry_id"].decode() == entry.id
     assert queue.dead_length() == 1
+
+
+def test_an_oversized_dead_event_is_kept_truncated_with_its_size(redis_url):
+    queue = make_queue(redis_url)
+    queue.ensure_group()
+    blob = '{"action":"a","metadata":{"blob":"' + "x" * 10_000_000 + '"}}'
+    queue.enqueue([("normal", blob)])
+    (entry,) = queue.read("w1", count=10)
+    queue.dead_letter(
+        [(entry, "event: is 10000035 bytes, over the 65536-byte limit")], max_bytes=65_536
+    )
+    (_, fields), *_ = queue.redis.xrange("audit:dead")
+    assert fields[b"event"] == blob[:TRUNCATED_KEEP].encode()
+    assert int(fields[b"event_bytes"]) == len(blob) and fields[b"truncated"] == b"1"
+    assert queue.length() == 0
+
+
+def test_a_remembered_failure_keeps_its_first_reason_until_the_entry_is_acked(redis_url):
+    queue = make_queue(redis_url)
+    queue.ensure_group()
+    queue.enqueue([("normal", '{"action":"a"}')] * 2)
+    first, second = queue.read("w1", count=10)
+    queue.remember_failure([first.id], "RuntimeError: the first")
+    queue.remember_failure([first.id, second.id], "RuntimeError: a later one")
+    assert queue.first_failures([first.id, second.id]) == {
+        first.id: "RuntimeError: the first",
+        second.id: "RuntimeError: a later one",
+    }
+    queue.ack([first.id])
+    assert queue.first_failures([first.id, second.id]) == {second.id: "RuntimeError: a later one"}

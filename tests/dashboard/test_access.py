@@ -8,9 +8,10 @@ import re
 import pytest
 from flask import Flask
 
+from auditq.devtools.embedded import free_port
 from dashboard.access import access_of
-from dashboard.ratelimit import LOGIN_LIMIT
-from tests.dashboard.conftest import (
+from dashboard.ratelimit import LOGIN_FAILURES_PER_ROLE, LOGIN_LIMIT
+from tests.dashboard.helpers import (
     ADMIN_PASSWORD,
     API_TOKEN,
     METRICS_TOKEN,
@@ -195,6 +196,69 @@ def test_without_a_trusted_proxy_a_forged_forwarded_for_does_not_dodge_the_limit
     assert set(attempts(make_app(trusted_proxies=1))) == {401}
 
 
+def post_login(client, password: str, forwarded_for: str):
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    return client.post(
+        "/login",
+        data={"password": password, "csrf_token": token},
+        headers={"X-Forwarded-For": forwarded_for},
+    )
+
+
+def test_by_default_a_fresh_forwarded_for_per_guess_still_gets_429(make_app, monkeypatch):
+    # Issue 10: AUDITQ_TRUSTED_PROXIES used to default to 1 everywhere, dev mode included.
+    monkeypatch.delenv("DYNO", raising=False)
+    client = make_app().test_client()  # AUDITQ_TRUSTED_PROXIES unset, not on Heroku
+    statuses = [post_login(client, "guess", f"198.51.100.{n}").status_code for n in range(12)]
+    assert statuses[:LOGIN_LIMIT] == [401] * LOGIN_LIMIT
+    assert statuses[LOGIN_LIMIT:] == [429, 429]
+    # The locked-out address cannot log in with the right password and a fresh header.
+    assert post_login(client, ADMIN_PASSWORD, "198.51.100.200").status_code == 429
+    assert is_login_redirect(client.get("/"))
+
+
+def test_failures_are_limited_per_login_whatever_the_address(make_app):
+    # Behind a trusted proxy every guess may come from a new address (a botnet): the
+    # per-address limit never trips, the per-login one does.
+    client = make_app(trusted_proxies=1).test_client()
+    guesses = [
+        post_login(client, "guess", f"203.0.113.{n}").status_code
+        for n in range(LOGIN_FAILURES_PER_ROLE)
+    ]
+    assert set(guesses) == {401}
+    assert post_login(client, "guess", "192.0.2.1").status_code == 429
+    # Locked: even the right password from a fresh address is refused (and a guesser
+    # cannot tell it was right), for the admin and the viewer login alike.
+    assert post_login(client, ADMIN_PASSWORD, "192.0.2.2").status_code == 429
+    assert post_login(client, VIEWER_PASSWORD, "192.0.2.3").status_code == 429
+    assert is_login_redirect(client.get("/"))
+
+
+def test_a_cookie_saved_before_logout_does_not_work_after_it(make_app):
+    # Issue 10: the signed cookie kept working after logout. Two apps stand for two
+    # gunicorn workers: the revocation is shared through Redis.
+    first, second = make_app().test_client(), make_app().test_client()
+    login(first)
+    saved = first.get_cookie("auditq_session").value
+    assert first.post("/logout", data={"csrf_token": csrf_token(first)}).status_code == 303
+    for client in (first, second):
+        client.set_cookie("auditq_session", saved)
+        assert is_login_redirect(client.get("/"))
+        assert client.get("/api/v1/stats").status_code == 401
+    # Logging in again makes a new session that works.
+    assert login(second).status_code == 303
+    assert second.get("/").status_code == 200
+
+
+def test_logout_without_redis_still_ends_the_session_in_this_process(make_app):
+    client = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0").test_client()
+    assert login(client).status_code == 303
+    saved = client.get_cookie("auditq_session").value
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
+    client.set_cookie("auditq_session", saved)
+    assert is_login_redirect(client.get("/"))
+
+
 def test_changing_a_password_ends_its_sessions(make_app):
     app = make_app()
     c = app.test_client()
@@ -278,3 +342,24 @@ def test_an_endpoint_cannot_declare_its_access_twice():
 
     with pytest.raises(TypeError, match="declared twice"):
         admin_only(public(view))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("GET", "/api/v1/events", "POST"), ("PUT", "/api/v1/stats", "GET")],
+)
+def test_an_unsupported_method_on_the_api_is_a_json_405_not_the_login_page(
+    client, method, path, allowed
+):
+    # Issue 10: GET /api/v1/events redirected to the HTML login.
+    response = client.open(path, method=method)
+    assert response.status_code == 405
+    assert response.is_json and "error" in response.get_json()
+    assert allowed in response.headers["Allow"]
+    assert "Location" not in response.headers
+
+
+def test_an_unknown_api_path_is_a_json_404_and_an_unknown_page_still_asks_for_login(client):
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404 and response.is_json
+    assert is_login_redirect(client.get("/nothing-here"))

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from auditq.client import AuditClient
 from auditq.events import build_event
 from auditq.stores.postgres import PostgresStore
-from tests.dashboard.conftest import ADMIN_PASSWORD, add_dead_letter, screenshot
+from tests.dashboard.helpers import ADMIN_PASSWORD, add_dead_letter, screenshot
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -133,3 +133,39 @@ def test_pages_fit_a_phone(browser, live_server):
         screenshot(tab, "overview-phone-dark")
     finally:
         context.close()
+
+
+def test_the_overview_figures_read_right_in_a_browser(page, live_server, redis_client, keys):
+    # Issue 10: fractional per-minute cards, a "failed" series mixing batches and events,
+    # and the current minute's dip. An hour of steady traffic, seen as a person sees it.
+    now = datetime.now(UTC).timestamp()
+    current = int(now // 60)
+    pipe = redis_client.pipeline()
+    for minute in range(current - 59, current + 1):
+        filling = minute == current
+        traffic = 700 if filling else 10_037 + (minute % 5) * 3
+        pipe.hset(
+            keys.minute(minute),
+            mapping={
+                "enqueued": traffic,
+                "inserted": traffic - 3,
+                "batches": 20,
+                "lat_le_100": 19,
+                "lat_le_250": 1,
+                "dropped_queue_full": 40 if minute % 17 == 0 else 0,
+                "dead_lettered": 3 if minute % 11 == 0 else 0,
+                "direct_failed": 2 if minute % 13 == 0 else 0,
+                "failed_batches": 4 if minute % 19 == 0 else 0,
+            },
+        )
+    pipe.execute()
+    log_in(page, live_server.url)
+    enqueued = page.locator("#rate-enqueued").inner_text()
+    assert "." not in enqueued and int(enqueued.replace(",", "")) > 700
+    legends = page.locator(".chart .legend").all_inner_texts()
+    assert any("dead-lettered" in text and "direct writes failed" in text for text in legends)
+    assert any("failed batches" in text for text in legends)
+    assert all("this minute so far" in text for text in legends)
+    assert page.locator(".chart .line.partial").count() >= 2  # enqueued and inserted
+    screenshot(page, "overview-figures-light")
+    assert page.console_errors == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auditq.embedded import free_port
+from auditq.devtools.embedded import free_port
 
 
 def test_healthy_when_redis_and_the_store_answer(client):

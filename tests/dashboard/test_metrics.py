@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from auditq.client import AuditClient
 from auditq.stats import Stats, latency_field
-from tests.dashboard.conftest import METRICS_TOKEN
+from tests.dashboard.helpers import METRICS_TOKEN
 from worker.heartbeat import Heartbeat, WorkerStatus
 
 AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
@@ -94,7 +94,7 @@ def test_counters_are_counters(client):
 
 
 def test_a_scrape_with_redis_down_says_so_and_still_answers(make_app):
-    from auditq.embedded import free_port
+    from auditq.devtools.embedded import free_port
 
     app = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     families = scrape(app.test_client())

@@ -20,12 +20,12 @@ import redis
 
 from auditq.config import env_name
 from auditq.events import derived_id
+from auditq.heartbeat import list_workers
 from auditq.keys import GROUP, Keys
 from auditq.queue import Queue
 from auditq.stats import Stats
 from tests.polling import wait_for
 from tests.services import LocalSupabase
-from worker.heartbeat import list_workers
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "audit"

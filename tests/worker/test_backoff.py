@@ -6,6 +6,7 @@ import time
 import pytest
 from tenacity import RetryCallState
 
+from auditq.heartbeat import list_workers
 from auditq.stores import DataRejected, StoreUnavailable
 from tests.polling import wait_for
 from tests.worker.helpers import (
@@ -20,7 +21,6 @@ from tests.worker.helpers import (
     totals,
 )
 from worker.backoff import Interrupted, retrying
-from worker.heartbeat import list_workers
 
 
 def waits(policy, attempts: int) -> list[float]:

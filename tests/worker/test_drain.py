@@ -2,6 +2,7 @@
 
 import time
 
+from auditq.heartbeat import list_workers
 from auditq.keys import GROUP
 from tests.polling import wait_for
 from tests.worker.helpers import (
@@ -17,7 +18,6 @@ from tests.worker.helpers import (
     reported,
     totals,
 )
-from worker.heartbeat import list_workers
 
 
 def test_three_workers_drain_50000_events_exactly_once(workers, queue, redis_client, clean_db):

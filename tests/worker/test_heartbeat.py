@@ -3,8 +3,9 @@
 import threading
 import time
 
+from auditq.heartbeat import count_alive, list_workers
 from auditq.keys import Keys
-from worker.heartbeat import Heartbeat, WorkerStatus, list_workers
+from worker.heartbeat import Heartbeat, WorkerStatus
 
 KEYS = Keys("hb")
 CONTRACT = {
@@ -81,3 +82,22 @@ def test_list_workers_is_bounded_and_old_members_are_pruned(redis_client):
     Heartbeat(redis_client, KEYS, status(), ttl=30, forget_after=600).beat()
     assert redis_client.zscore(KEYS.workers, "ancient:1") is None
     assert redis_client.zcard(KEYS.workers) == 151
+
+
+def test_count_alive_agrees_with_list_workers_on_a_client_and_in_a_pipeline(redis_client):
+    now = time.time()
+    for pid in (1, 2):
+        Heartbeat(redis_client, KEYS, status(pid=pid), ttl=30).beat()
+    redis_client.zadd(KEYS.workers, {"killed:3": now - 31})  # silent longer than the ttl
+
+    listed = list_workers(redis_client, KEYS, now=now + 1, ttl=30)
+    assert sum(w["status"] == "alive" for w in listed) == 2
+    assert count_alive(redis_client, KEYS, ttl=30, now=now + 1) == 2
+    pipe = redis_client.pipeline(transaction=False)
+    count_alive(pipe, KEYS, ttl=30, now=now + 1)
+    assert pipe.execute() == [2]
+    # Once the ttl has passed since their beats, none is alive by either reading.
+    assert count_alive(redis_client, KEYS, ttl=30, now=now + 40) == 0
+    assert {w["status"] for w in list_workers(redis_client, KEYS, now=now + 40, ttl=30)} == {
+        "stale"
+    }

@@ -5,6 +5,10 @@ import random
 import threading
 import time
 
+import psycopg
+import pytest
+
+from auditq import events
 from auditq.keys import GROUP
 from auditq.queue import Queue, connect
 from auditq.stats import Stats
@@ -23,6 +27,7 @@ from tests.worker.helpers import (
     row_count,
     totals,
 )
+from worker import insert
 from worker.batching import AdaptiveBatch
 from worker.heartbeat import WorkerStatus
 from worker.insert import BatchInserter
@@ -61,21 +66,26 @@ def poison(kind: str, i: int) -> dict[bytes, bytes]:
     if kind == "invalid_ip":
         return {b"event": json.dumps(event | {"ip": "999.1.1.1"}).encode()}
     if kind == "db_refuses":
-        # Valid to the Python model, refused by Postgres: inet has no IPv6 zone index.
+        # Refused by Postgres (inet has no IPv6 zone index), so refused by decode already.
         return {b"event": json.dumps(event | {"ip": "fe80::1%eth0"}).encode()}
     if kind == "nul":
-        # Valid to the Python model; text cannot hold NUL (psycopg refuses to send it).
+        # Text cannot hold NUL (psycopg refuses to send it), so decode refuses it.
         return {b"event": json.dumps(event | {"actor_id": f"p\u0000{i}"}).encode()}
+    if kind == "out_of_range":
+        # Year 0 once in UTC: an OverflowError that once held back every neighbour.
+        return {b"event": json.dumps(event | {"occurred_at": OUT_OF_RANGE[i % 2]}).encode()}
     assert kind == "no_event_field"
     return {b"payload": json.dumps(event).encode()}
 
 
+OUT_OF_RANGE = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00")
 REASONS = {
     "bad_json": "event: is not valid JSON",
     "oversized": "over the 1024-byte limit",
     "invalid_ip": "ip: ",
-    "db_refuses": "postgres 22P02: invalid input syntax for type inet",
-    "nul": "postgres error: PostgreSQL text fields cannot contain NUL",
+    "db_refuses": "ip: must be an IPv4 or IPv6 address (no zone id)",
+    "nul": "actor_id: must not contain NUL characters",
+    "out_of_range": "occurred_at: is out of range once converted to UTC",
     "no_event_field": "no 'event' field",
 }
 
@@ -83,7 +93,7 @@ REASONS = {
 def test_100_poison_entries_among_10000_entries_are_dead_lettered_with_their_reasons(
     workers, redis_client, clean_db
 ):
-    kinds = ["bad_json"] * 25 + ["oversized"] * 25 + ["invalid_ip"] * 20
+    kinds = ["bad_json"] * 20 + ["oversized"] * 25 + ["invalid_ip"] * 20 + ["out_of_range"] * 5
     kinds += ["db_refuses"] * 8 + ["nul"] * 7 + ["no_event_field"] * 15
     good = make_events(9_900)
     plan = [("good", p) for p in good] + [(k, None) for k in kinds]
@@ -115,12 +125,27 @@ def good_payloads(plan):
     return [payload for kind, payload in plan if kind == "good"]
 
 
-def test_the_supabase_store_isolates_refused_rows_too(redis_url, clean_db, postgrest):
+@pytest.fixture
+def refused_action(clean_db):
+    """Rows with action "refused" violate a CHECK constraint (23514) while it exists: the
+    event model takes everything Postgres takes, so a refusal has to come from the table."""
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute(
+            "alter table public.audit_logs add constraint test_refused check (action <> 'refused')"
+        )
+    yield "refused"
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute("alter table public.audit_logs drop constraint test_refused")
+
+
+def test_the_supabase_store_isolates_refused_rows_too(
+    redis_url, clean_db, postgrest, refused_action
+):
     store = SupabaseStore(postgrest.url, postgrest.service_key, timeout=10)
     inserter = make_inserter(redis_url, store)
     payloads = make_events(40)
-    payloads[7] = json.dumps({"action": "a", "actor_id": "nul\u0000here"})
-    payloads[30] = json.dumps({"action": "a", "metadata": {"k": "nul\u0000"}})
+    payloads[7] = json.dumps({"action": refused_action, "actor_id": "u_7"})
+    payloads[30] = json.dumps({"action": refused_action, "metadata": {"k": 30}})
     entry_ids = enqueue(inserter.queue, payloads)
     with inserter.lock:
         inserter.handle(read_all(inserter, 100), backlog=False)
@@ -128,8 +153,91 @@ def test_the_supabase_store_isolates_refused_rows_too(redis_url, clean_db, postg
     expected = expected_ids([entry_ids[i] for i in keep], [payloads[i] for i in keep])
     assert_exactly_once(clean_db, expected)
     reasons = [f[b"reason"].decode() for _, f in inserter.queue.redis.xrange(KEYS.dead)]
-    assert len(reasons) == 2 and all(r.startswith("postgrest 22") for r in reasons), reasons
+    assert len(reasons) == 2 and all(r.startswith("postgrest 23514") for r in reasons), reasons
     assert drained(inserter.queue.redis)
+    store.close()
+
+
+def test_one_out_of_range_timestamp_is_dead_lettered_alone_in_the_same_run(redis_url, clean_db):
+    store = PostgresStore(clean_db, timeout=10)
+    inserter = make_inserter(redis_url, store)
+    client = inserter.queue.redis
+    payloads = make_events(40)
+    entry_ids = enqueue(inserter.queue, payloads[:20])
+    bad = [client.xadd(KEYS.stream, poison("out_of_range", i)).decode() for i in range(2)]
+    entry_ids += enqueue(inserter.queue, payloads[20:])
+    # A producer may choose its own entry id; with no occurred_at its time is out of range.
+    bad.append(client.xadd(KEYS.stream, {"event": '{"action": "a"}'}, id="18446744073709551614-0"))
+    with inserter.lock:
+        inserter.handle(read_all(inserter, 100), backlog=False)  # one batch, one run
+
+    assert_exactly_once(clean_db, expected_ids(entry_ids, payloads))
+    assert drained(client)
+    dead = {f[b"entry_id"].decode(): f for _, f in client.xrange(KEYS.dead)}
+    assert sorted(dead) == sorted(bad[:2] + [bad[2].decode()])
+    assert all(f[b"deliveries"] == b"1" for f in dead.values())
+    assert all(f[b"reason"].startswith(b"occurred_at: ") for f in dead.values())
+    store.close()
+
+
+def test_an_unexpected_error_while_decoding_one_entry_holds_back_no_other(
+    redis_url, clean_db, monkeypatch
+):
+    store = PostgresStore(clean_db, timeout=10)
+    inserter = make_inserter(redis_url, store)
+    payloads = make_events(30)
+    entry_ids = enqueue(inserter.queue, payloads)
+
+    # A stand-in for an error of a type nobody foresaw (as OverflowError once was).
+    def decode_entry(entry_id, *args):
+        if entry_id == entry_ids[11]:
+            raise TypeError("nobody saw this coming")
+        return events.decode_entry(entry_id, *args)
+
+    monkeypatch.setattr(insert, "decode_entry", decode_entry)
+    with inserter.lock:
+        inserter.handle(read_all(inserter, 100), backlog=False)
+
+    assert_alone_dead(
+        inserter, clean_db, entry_ids, payloads, 11, "TypeError: nobody saw this coming"
+    )
+    store.close()
+
+
+def assert_alone_dead(inserter, dsn, entry_ids, payloads, index, reason):
+    """The entry at ``index`` is dead-lettered with ``reason``; every other one is stored."""
+    keep = [i for i in range(len(payloads)) if i != index]
+    assert_exactly_once(
+        dsn, expected_ids([entry_ids[i] for i in keep], [payloads[i] for i in keep])
+    )
+    ((_, fields),) = inserter.queue.redis.xrange(KEYS.dead)
+    assert fields[b"entry_id"].decode() == entry_ids[index]
+    assert fields[b"reason"].decode() == reason
+    assert drained(inserter.queue.redis)
+
+
+class BuggyStore(PostgresStore):
+    """The real Postgres store, plus a client-side bug: any part holding a "boom" event
+    raises a TypeError (neither DataRejected nor StoreUnavailable)."""
+
+    def insert_events(self, events, ingest_path="queue"):
+        if any(event.action == "boom" for event in events):
+            raise TypeError("cannot adapt this row")
+        return super().insert_events(events, ingest_path)
+
+
+def test_an_unexpected_error_while_inserting_isolates_only_its_entry(redis_url, clean_db):
+    store = BuggyStore(clean_db, timeout=10)
+    inserter = make_inserter(redis_url, store)
+    payloads = make_events(50)
+    payloads[23] = json.dumps({"action": "boom"})
+    entry_ids = enqueue(inserter.queue, payloads)
+    with inserter.lock:
+        inserter.handle(read_all(inserter, 100), backlog=False)
+
+    assert_alone_dead(
+        inserter, clean_db, entry_ids, payloads, 23, "TypeError: cannot adapt this row"
+    )
     store.close()
 
 

@@ -2,6 +2,9 @@
 
 import threading
 
+import pytest
+
+from auditq.heartbeat import list_workers
 from auditq.keys import GROUP
 from auditq.queue import Queue, connect
 from auditq.stats import Stats
@@ -21,7 +24,7 @@ from tests.worker.helpers import (
     totals,
 )
 from worker.batching import AdaptiveBatch
-from worker.heartbeat import WorkerStatus, list_workers
+from worker.heartbeat import WorkerStatus
 from worker.insert import BatchInserter
 from worker.reclaim import Reclaim
 
@@ -130,3 +133,40 @@ def test_reclaim_reaches_entries_behind_a_live_workers_long_batch(
     assert_exactly_once(clean_db, expected_ids(dead_ids, dead_payloads))
     assert pending(redis_client, "live-worker") == 3_000
     assert pending(redis_client, "dead-worker") == 0
+
+
+def test_a_batch_that_keeps_failing_is_dead_lettered_with_its_first_reason(
+    queue, redis_url, redis_client, clean_db, monkeypatch
+):
+    queue.ensure_group()
+    entry_ids = enqueue(queue, make_events(5))
+    reclaim, store = make_reclaim(redis_url, clean_db, max_deliveries=2)
+    inserter = reclaim.inserter
+
+    # A failure outside any one entry (a stand-in for a bug): the batch stays pending.
+    def broken(message):
+        def store(*_args):
+            raise RuntimeError(message)
+
+        return store
+
+    monkeypatch.setattr(inserter, "_store", broken("the first failure"))
+    with inserter.lock, pytest.raises(RuntimeError):
+        inserter.handle(queue.read(inserter.consumer, 10), backlog=False)
+    monkeypatch.setattr(inserter, "_store", broken("a later failure"))
+    for _ in range(2):  # redelivered, failing differently now
+        with inserter.lock, pytest.raises(RuntimeError):
+            inserter.handle(queue.reclaim("other", min_idle_ms=0, count=10), backlog=False)
+
+    monkeypatch.undo()
+    reclaim.run()  # delivered 4 times now, over max_deliveries=2
+    store.close()
+
+    dead = redis_client.xrange(KEYS.dead)
+    assert sorted(f[b"entry_id"].decode() for _, f in dead) == sorted(entry_ids)
+    for _, fields in dead:
+        assert fields[b"reason"] == (
+            b"RuntimeError: the first failure (then delivered 4 times, over max_deliveries)"
+        )
+    assert drained(redis_client)
+    assert not redis_client.exists(KEYS.failures)  # forgotten once dead-lettered

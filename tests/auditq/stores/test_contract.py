@@ -4,7 +4,7 @@
 import psycopg
 import pytest
 
-from auditq.events import build_event
+from auditq.events import MAX_METADATA_DEPTH, build_event
 from auditq.stores import DataRejected, StoreUnavailable
 from auditq.stores.postgres import PostgresStore
 from auditq.stores.supabase import SupabaseStore
@@ -82,8 +82,9 @@ def test_rows_keep_every_field_and_take_received_at_from_the_database(store, pg_
 
 def test_a_batch_with_one_invalid_row_raises_a_data_error(store, pg_dsn):
     batch = sample(5)
-    # Passes the Python model, refused by the database: PostgreSQL text cannot hold NUL.
-    batch[2] = build_event({"action": "bad\u0000row"})
+    # Refused by the database (text cannot hold NUL); the model refuses it too, so the row
+    # is made past it, as a caller that skipped validation would.
+    batch[2] = build_event({"action": "x"}).model_copy(update={"action": "bad\u0000row"})
     with pytest.raises(DataRejected):
         store.insert_events(batch)
     assert count_rows(pg_dsn, batch)[0] == 0
@@ -123,3 +124,19 @@ def test_postgrest_down_raises_a_transient_error(postgrest, clean_db):
 
 def test_ping(store):
     store.ping()
+
+
+def test_events_at_the_edge_of_what_validation_accepts_are_stored(store, pg_dsn):
+    # "queued" means "will be stored": the limits in auditq/events.py sit inside what
+    # Postgres takes (NUL refused, inet without zone ids, UTC range, jsonb numbers).
+    deepest: dict = {"a": 1}
+    for _ in range(MAX_METADATA_DEPTH - 2):  # metadata itself is the first level
+        deepest = {"a": deepest}
+    edges = [
+        build_event({"action": "a", "occurred_at": "0001-01-01T00:00:00Z"}),
+        build_event({"action": "a", "occurred_at": "9999-12-31T23:59:59.999999Z"}),
+        build_event({"action": "a", "ip": "::ffff:192.0.2.1", "actor_id": "\\u0000 as text"}),
+        build_event({"action": "a", "metadata": {"deep": deepest, "big": 10**4300 - 1}}),
+    ]
+    assert store.insert_events(edges) == len(edges)
+    assert count_rows(pg_dsn, edges) == (len(edges), len(edges))

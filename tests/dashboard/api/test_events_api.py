@@ -9,9 +9,9 @@ import uuid
 import psycopg
 import pytest
 
-from auditq.embedded import free_port
+from auditq.devtools.embedded import free_port
 from dashboard.api.events import MAX_EVENTS, body_limit
-from tests.dashboard.conftest import INGEST_TOKEN, LiveServer, drain_into_store
+from tests.dashboard.helpers import INGEST_TOKEN, LiveServer, drain_into_store
 
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 
@@ -71,6 +71,16 @@ def test_a_list_of_events_is_accepted_in_one_request(client, redis_client, keys)
     assert redis_client.xlen(keys.stream) == 2
 
 
+def test_secrets_in_metadata_are_redacted_before_they_are_queued(client, redis_client, keys):
+    body = {"action": "a", "metadata": {"user": {"Password": "hunter2"}, "access_token": "t"}}
+    assert post(client, body).status_code == 202
+    ((_, fields),) = redis_client.xrange(keys.stream)
+    assert json.loads(fields[b"event"])["metadata"] == {
+        "user": {"Password": "[redacted]"},
+        "access_token": "[redacted]",
+    }
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -81,6 +91,15 @@ def test_a_list_of_events_is_accepted_in_one_request(client, redis_client, keys)
         ({"action": "a", "metadata": [1, 2]}, "metadata"),
         ({"action": "a", "colour": "red"}, "colour"),
         ("just a string", "event"),
+        # What Postgres refuses is refused here, not queued and dead-lettered later.
+        ({"action": "a", "actor_id": "u\u00001"}, "actor_id"),
+        ({"action": "a", "metadata": {"k\u0000": 1}}, "metadata"),
+        ({"action": "a", "ip": "fe80::1%eth0"}, "ip"),
+        ({"action": "a", "metadata": {"x": float("nan")}}, "metadata"),
+        ({"action": "a", "metadata": {"x": float("inf")}}, "metadata"),
+        ({"action": "a", "metadata": json.loads('{"a":' * 100 + "1" + "}" * 100)}, "metadata"),
+        ({"action": "a", "occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at"),
+        ({"action": "a", "occurred_at": "9999-12-31T23:59:59-14:00"}, "occurred_at"),
     ],
 )
 def test_a_malformed_event_is_400_naming_the_field(client, redis_client, keys, body, field):
@@ -149,3 +168,27 @@ def test_the_content_type_must_be_json(client):
         "/api/v1/events", data='{"action": "a"}', headers={**AUTH, "Content-Type": "text/plain"}
     )
     assert response.status_code == 415
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_invalid_json(app, redis_client, keys):
+    limit = body_limit(65_536)
+    body = json.dumps([{"action": "a", "metadata": {"p": "y" * 50_000}}] * (limit // 50_000 + 2))
+    server = LiveServer(app).start()
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        replies = []
+        for payload in (json.dumps([{"action": "small"}]), body):
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            chunks = (payload[i : i + 65_536].encode() for i in range(0, len(payload), 65_536))
+            conn.request(
+                "POST", "/api/v1/events", body=chunks, encode_chunked=True,
+                headers={"Content-Type": "application/json", **AUTH},
+            )  # fmt: skip
+            response = conn.getresponse()
+            replies.append((response.status, json.loads(response.read())))
+            conn.close()
+    finally:
+        server.stop()
+    assert replies[0][0] == 202  # a chunked body that fits is read whole
+    assert replies[1] == (413, {"error": "body too large", "limit_bytes": limit})
+    assert redis_client.xlen(keys.stream) == 1

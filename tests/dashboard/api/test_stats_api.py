@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from auditq.client import AuditClient
-from auditq.embedded import free_port
-from tests.dashboard.conftest import API_TOKEN, INGEST_TOKEN
+from auditq.devtools.embedded import free_port
+from tests.dashboard.helpers import API_TOKEN, INGEST_TOKEN
 
 
 def test_stats_with_the_api_token(client, make_settings, redis_client):

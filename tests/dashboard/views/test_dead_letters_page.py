@@ -9,8 +9,9 @@ import uuid
 import psycopg
 
 from auditq.events import ENTRY_ID_NAMESPACE, decode_entry
+from auditq.queue import Queue
 from dashboard import dead_letters as dl
-from tests.dashboard.conftest import add_dead_letter, csrf_token
+from tests.dashboard.helpers import add_dead_letter, csrf_token
 
 
 def audit_rows(dsn: str, action: str) -> list[tuple]:
@@ -91,7 +92,7 @@ def test_an_event_without_an_id_keeps_the_one_derived_from_its_first_entry(
 
 
 def test_requeue_with_the_queue_full_says_so_and_keeps_the_dead_letter(make_app, redis_client):
-    from tests.dashboard.conftest import login
+    from tests.dashboard.helpers import login
 
     app = make_app(max_queue=1)
     keys = app.extensions["auditq"].keys
@@ -120,7 +121,7 @@ def test_requeue_all_moves_everything_in_chunks(admin, redis_client, keys, clean
 
 
 def test_requeue_all_stops_when_the_queue_fills(make_app, redis_client):
-    from tests.dashboard.conftest import login
+    from tests.dashboard.helpers import login
 
     app = make_app(max_queue=10)
     keys = app.extensions["auditq"].keys
@@ -165,3 +166,118 @@ def test_acting_on_a_dead_letter_that_is_gone_says_so(admin):
         response = admin.post(f"/dead-letters/1-1/{action}", data={"csrf_token": token})
         assert response.status_code == 303
         assert "is gone" in admin.get(response.headers["Location"]).text
+
+
+# --- hostile dead letters (issue 10, item 3) ----------------------------------------------
+
+DEEP_EVENT = '{"action": "deep", "metadata": ' + '{"a": ' * 1000 + "1" + "}" * 1001
+
+
+def test_a_1000_deep_dead_letter_can_be_listed_inspected_requeued_and_discarded(
+    admin, redis_client, keys, clean_db
+):
+    deep = [add_dead_letter(redis_client, keys, DEEP_EVENT) for _ in range(3)]
+    add_dead_letter(redis_client, keys, {"action": "plain"})
+    token = csrf_token(admin)
+
+    listing = admin.get("/dead-letters/")
+    assert listing.status_code == 200 and listing.text.count("unreadable event") == 3
+    detail = admin.get(f"/dead-letters/{deep[0]}")
+    assert detail.status_code == 200
+    assert "nested too deep to read" in detail.text and "{&#34;a&#34;: {&#34;a&#34;" in detail.text
+
+    assert (
+        admin.post(f"/dead-letters/{deep[0]}/discard", data={"csrf_token": token}).status_code
+        == 303
+    )
+    ((_, _, _, metadata, _),) = audit_rows(clean_db, "auditq.dead_letter.discard")
+    assert metadata["event"] == DEEP_EVENT
+    assert (
+        admin.post(f"/dead-letters/{deep[1]}/requeue", data={"csrf_token": token}).status_code
+        == 303
+    )
+    response = admin.post("/dead-letters/requeue-all", data={"csrf_token": token})
+    assert "Requeued 2 dead letters." in admin.get(response.headers["Location"]).text
+    assert redis_client.xlen(keys.dead) == 0
+    # Sent back as it was: the worker refuses it again, with its reason.
+    raw = [f[b"event"].decode() for _, f in redis_client.xrange(keys.stream)]
+    assert raw.count(DEEP_EVENT) == 2
+
+
+def dead_letter_as_the_worker_writes_it(redis_client, keys, event: str, max_bytes=65_536) -> str:
+    queue = Queue(redis_client, keys, max_len=1_000_000)
+    queue.ensure_group()
+    (entry_id,) = queue.enqueue([("normal", event)])
+    (entry,) = queue.read("w1", count=1)
+    queue.dead_letter(
+        [(entry, f"event: is {len(event)} bytes, over the limit")], max_bytes=max_bytes
+    )
+    return redis_client.xrevrange(keys.dead, count=1)[0][0].decode()
+
+
+def test_a_10_mb_event_makes_a_small_page_and_can_only_be_discarded(
+    admin, redis_client, keys, clean_db
+):
+    blob = '{"action": "huge", "metadata": {"blob": "' + "x" * 10_000_000 + '"}}'
+    dead = dead_letter_as_the_worker_writes_it(redis_client, keys, blob)
+    other = add_dead_letter(redis_client, keys, {"action": "plain"})
+    token = csrf_token(admin)
+
+    listing = admin.get("/dead-letters/").text
+    assert f"(truncated, {len(blob)} bytes)" in listing and len(listing) < 100_000
+    detail = admin.get(f"/dead-letters/{dead}").text
+    assert len(detail) < 100_000
+    assert f"of this {len(blob)}-byte event were kept" in detail
+    assert f"/dead-letters/{dead}/requeue" not in detail
+
+    response = admin.post(f"/dead-letters/{dead}/requeue", data={"csrf_token": token})
+    assert "cannot be requeued" in admin.get(response.headers["Location"]).text
+    response = admin.post("/dead-letters/requeue-all", data={"csrf_token": token})
+    assert "1 truncated" in admin.get(response.headers["Location"]).text
+    assert [eid.decode() for eid, _ in redis_client.xrange(keys.dead)] == [dead]
+    assert len(queued(redis_client, keys)) == 1  # the plain one only
+    assert other not in [eid.decode() for eid, _ in redis_client.xrange(keys.dead)]
+
+    admin.post(f"/dead-letters/{dead}/discard", data={"csrf_token": token})
+    assert redis_client.xlen(keys.dead) == 0
+    ((_, _, _, metadata, _),) = audit_rows(clean_db, "auditq.dead_letter.discard")
+    assert metadata["event_bytes"] == len(blob) and metadata["event_truncated"] is True
+
+
+def test_a_large_dead_letter_written_before_truncation_still_makes_a_bounded_page(
+    admin, redis_client, keys
+):
+    dead = add_dead_letter(redis_client, keys, "y" * 5_000_000)
+    detail = admin.get(f"/dead-letters/{dead}")
+    assert detail.status_code == 200 and len(detail.text) < 100_000
+    assert f"Showing the first {dl.SHOW_CHARS} characters" in detail.text
+
+
+def test_a_dead_letter_holding_nul_bytes_can_be_discarded_and_audit_logged(
+    admin, redis_client, keys, clean_db
+):
+    dead = add_dead_letter(redis_client, keys, '{"action": "a\x00b", "id": "\x00"}')
+    response = admin.post(f"/dead-letters/{dead}/discard", data={"csrf_token": csrf_token(admin)})
+    assert response.status_code == 303
+    assert redis_client.xlen(keys.dead) == 0
+    ((_, _, _, metadata, _),) = audit_rows(clean_db, "auditq.dead_letter.discard")
+    assert metadata["event"] == '{"action": "a\ufffdb", "id": "\ufffd"}'
+
+
+def test_an_admin_action_from_a_user_agent_with_a_nul_is_audit_logged_without_it(
+    admin, redis_client, keys, clean_db
+):
+    # The User-Agent header is the requester's to choose; the audit record of the action must
+    # not turn into an invalid event (and the action into a 500) because of it.
+    dead = add_dead_letter(redis_client, keys, {"action": "gone"})
+    response = admin.post(
+        f"/dead-letters/{dead}/discard",
+        data={"csrf_token": csrf_token(admin)},
+        headers={"User-Agent": "curl/8\x00evil"},
+    )
+    assert response.status_code == 303
+    with psycopg.connect(clean_db) as conn:
+        (user_agent,) = conn.execute(
+            "select user_agent from public.audit_logs where action = 'auditq.dead_letter.discard'"
+        ).fetchone()
+    assert user_agent == "curl/8evil"

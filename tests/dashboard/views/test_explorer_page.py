@@ -17,7 +17,7 @@ from auditq.events import build_event
 from auditq.stores import EventFilters
 from auditq.stores.postgres import PostgresStore
 from dashboard import explorer as ex
-from tests.dashboard.conftest import login
+from tests.dashboard.helpers import login
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -276,3 +276,44 @@ def test_an_export_is_itself_audit_logged(admin, clean_db):
 
 def test_an_unknown_export_format_is_404(admin):
     assert admin.get("/explorer/export.xlsx").status_code == 404
+
+
+# --- extreme input (issue 10, item 7) -----------------------------------------------------
+
+EXTREME_TIMES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+
+
+@pytest.mark.parametrize("when", EXTREME_TIMES)
+def test_times_out_of_range_in_utc_are_400_on_the_page_and_both_exports(admin_of, when):
+    for name in ("since", "until"):
+        page = admin_of.get("/explorer/", query_string={name: when})
+        assert page.status_code == 400
+        assert "must be a date and time in years 1 to 9999" in page.text
+        for fmt in ("csv", "ndjson"):
+            export = admin_of.get(f"/explorer/export.{fmt}", query_string={name: when})
+            assert export.status_code == 400, (name, fmt)
+    cursor = admin_of.get("/explorer/", query_string={"before": f"{when}_{uuid.uuid4()}"})
+    assert cursor.status_code == 400 and "That page link is not valid" in cursor.text
+
+
+def test_a_nul_in_a_filter_is_a_bad_filter_value_not_a_store_failure(admin_of):
+    page = admin_of.get("/explorer/?action=%00")
+    assert page.status_code == 400
+    assert "must not contain NUL characters" in page.text
+    assert "did not answer" not in page.text
+    assert admin_of.get("/explorer/export.csv?actor_id=a%00b").status_code == 400
+
+
+def test_rows_at_both_ends_of_the_time_range_are_shown_and_paged(admin_of, insert):
+    events = insert(
+        {"action": "edge", "occurred_at": "0001-01-01T00:00:00Z"},
+        {"action": "edge", "occurred_at": "9999-12-31T23:59:59.999999Z"},
+    )
+    seen, url = [], "/explorer/?action=edge&since=0001-01-01T00:00Z"
+    page = admin_of.get(url)
+    assert page.status_code == 200
+    seen += re.findall(r'<tr data-id="([^"]+)"', page.text)
+    assert seen == [str(events[1].id), str(events[0].id)]
+    export = admin_of.get("/explorer/export.ndjson?action=edge")
+    lines = [json.loads(line) for line in export.text.splitlines()]
+    assert [line["occurred_at"][:4] for line in lines] == ["9999", "0001"]

@@ -6,9 +6,11 @@ import re
 import threading
 
 from auditq.client import AuditClient
-from auditq.embedded import free_port
+from auditq.devtools.embedded import free_port
 from auditq.stats import Stats
-from tests.dashboard.conftest import login
+from dashboard.overview import snapshot
+from dashboard.resources import Resources
+from tests.dashboard.helpers import login
 from worker.heartbeat import Heartbeat, WorkerStatus
 
 
@@ -36,7 +38,8 @@ def test_the_page_shows_the_queue_dead_letters_and_workers(
     # Per minute over the last 60 s (the minute may have turned since the events went in).
     rate = float(re.search(r'id="rate-enqueued">([\d.]+)<', html).group(1))
     assert 0 < rate <= 3
-    assert html.count('<figure class="chart">') == 3  # throughput, drops+failures, latency
+    # throughput, drops and failures (events), failed batches, latency
+    assert html.count('<figure class="chart">') == 4
     assert "no batches stored in this range" in html
 
 
@@ -83,3 +86,35 @@ def test_with_redis_down_the_page_still_renders_and_says_so(make_app):
     response = c.get("/")
     assert response.status_code == 200
     assert "Redis unreachable" in response.get_data(as_text=True)
+
+
+def test_per_minute_cards_show_whole_numbers(make_settings, redis_client, keys):
+    # Issue 10: the cards read "10,038.5 per minute" (a weighted previous minute).
+    now = 1_800_000_030.0  # 30 s into a minute: the previous minute weighs 0.5
+    minute = int(now // 60)
+    redis_client.hset(keys.minute(minute - 1), mapping={"enqueued": 3, "inserted": 1})
+    redis_client.hset(keys.minute(minute), mapping={"enqueued": 10_037, "inserted": 4})
+    res = Resources(make_settings())
+    try:
+        rates = snapshot(res, now=now)["rates"]
+    finally:
+        res.close()
+    assert rates == {
+        "enqueued_per_minute": 10_038,  # 10,037 + 3 * 0.5 = 10,038.5, shown whole
+        "inserted_per_minute": 4,  # 4 + 0.5
+        "dropped_per_minute": 0,
+    }
+    assert all(isinstance(v, int) for v in rates.values())
+
+
+def test_the_cards_name_failures_with_their_units(admin, redis_client, keys):
+    Stats(redis_client, keys).incr({"failed_batches": 2, "dead_lettered": 5, "direct_failed": 1})
+    html = admin.get("/").get_data(as_text=True)
+    assert re.search(r'id="failures">2<', html)  # batches, not batches + events
+    assert re.search(r"failed batches</span> <b>2</b>", html)
+    assert re.search(r"dead-lettered \(events\)</span> <b>5</b>", html)
+    assert re.search(r"direct writes failed \(events\)</span> <b>1</b>", html)
+    # The chart's legend uses the same names.
+    assert '<span class="key s-dead">dead-lettered</span>' in html
+    assert '<span class="key s-batch">failed batches</span>' in html
+    assert ">failed<" not in html

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from auditq.config import Settings, env_name
-from dashboard.views.settings import mask_url
-from tests.dashboard.conftest import (
+from auditq.urls import hide_password
+from dashboard.views.settings import MASKED
+from tests.dashboard.helpers import (
     ADMIN_PASSWORD,
     API_TOKEN,
     INGEST_TOKEN,
@@ -39,10 +40,10 @@ def test_no_secret_value_appears_and_each_says_set_or_not(make_app, redis_url):
         assert secret not in html, secret
     assert "default:••••••@127.0.0.1" in html
     assert html.count(">set</span>") == 6  # secret, 2 passwords, ingest, api, database url
-    assert html.count(">not set</span>") == 2  # metrics token, supabase key
+    assert html.count(">not set</span>") == 3  # metrics token, supabase key, jwt secret
     assert METRICS_TOKEN not in html
 
 
 def test_urls_without_credentials_are_shown_as_they_are():
-    assert mask_url("redis://localhost:6379/0") == "redis://localhost:6379/0"
-    assert mask_url("rediss://:pw@host:1/0") == "rediss://:••••••@host:1/0"
+    assert hide_password("redis://localhost:6379/0", MASKED) == "redis://localhost:6379/0"
+    assert hide_password("rediss://:pw@host:1/0", MASKED) == "rediss://:••••••@host:1/0"

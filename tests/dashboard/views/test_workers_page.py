@@ -6,6 +6,7 @@ import re
 import threading
 import time
 
+from tests.dashboard.helpers import login
 from worker.heartbeat import Heartbeat, WorkerStatus
 
 
@@ -34,3 +35,13 @@ def test_the_table_is_polled(admin):
     assert 'hx-get="/workers"' in page
     fragment = admin.get("/workers", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "<html" not in fragment
+
+
+def test_the_page_says_when_stale_workers_are_pruned(make_app):
+    # Issue 10: it said "a day later" while the default is an hour.
+    for forget_after, shown in ((3600.0, "1 h 0 min"), (600.0, "10 min 0 s")):
+        client = make_app(worker_forget_after=forget_after).test_client()
+        login(client)
+        page = client.get("/workers").get_data(as_text=True)
+        assert f"AUDITQ_WORKER_FORGET_AFTER ({shown})" in page
+        assert "a day later" not in page

@@ -1,14 +1,17 @@
 """``python -m auditq dev``: the whole pipeline on one machine, with nothing configured.
 
-What it starts, in this order:
-1. Redis (``auditq.embedded.RedisServer``, with an append-only file) unless REDIS_URL is set;
-2. PostgreSQL (``auditq.embedded.PostgresServer``, crash-safe settings) unless DATABASE_URL
-   or SUPABASE_URL is set; then Supabase's roles and the migrations (migrations also run on
+What it starts, in this order (``Dev.run``: plan, start the servers, build the children's
+environment, start the children, supervise):
+1. Redis (``embedded.RedisServer``, with an append-only file) unless REDIS_URL is set;
+2. PostgreSQL (``embedded.PostgresServer``, crash-safe settings) unless DATABASE_URL or
+   SUPABASE_URL is set; then Supabase's roles and the migrations (migrations also run on
    a configured DATABASE_URL, as the release phase would);
 3. as child processes: the worker (``python -m worker``), the web process (gunicorn with
    the Procfile's ``gunicorn.conf.py``, bound to 127.0.0.1 only) and, with ``--demo RATE``,
    the demo producer (``python -m auditq demo``). Their output is shown prefixed with
-   their name, the way ``heroku local`` shows a Procfile's processes.
+   their name, the way ``heroku local`` shows a Procfile's processes. Their environment is
+   ours plus what dev provides, and AUDITQ_ALERT_ALLOW_PRIVATE=true unless set (webhooks to
+   this machine are normal in development).
 
 Whatever survives a restart lives in the data directory (default ``./.auditq``): the
 servers' files, ``dev.json`` (the ports, and the generated SECRET_KEY and
@@ -16,10 +19,8 @@ DASHBOARD_PASSWORD, so the URL and the login stay the same) and ``dev.env`` (the
 embedded servers' connection settings, to run other commands against them).
 
 Stopping: SIGINT (Ctrl-C) or SIGTERM stops the children first (SIGTERM; SIGKILL after a
-grace period), then the servers. Every child and server runs in a process group of its
-own, so a Ctrl-C in the terminal reaches this process alone and the order holds; and on
-Linux each one asks the kernel (PR_SET_PDEATHSIG) to be signalled should this process die
-without cleaning up (SIGKILL, OOM killer), so nothing is left behind even then.
+grace period), then the servers (``processes``: each in a process group of its own, and
+signalled by the kernel should dev die without cleaning up).
 
 A child or server that exits on its own is a crash: dev says which one and shuts the rest
 down cleanly (exit status 1) instead of restarting it. In development a crash is a bug to
@@ -30,14 +31,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import functools
 import http.client
-import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,23 +43,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 
-from auditq.config import ConfigError, load_settings
-from auditq.embedded import (
-    HOST,
-    PostgresServer,
-    RedisServer,
-    ServerError,
-    ServerProcess,
-    create_supabase_roles,
-    free_port,
-)
+from auditq.config import ConfigError, Settings, load_settings
+from auditq.devtools.embedded import HOST, ServerError, ServerProcess, create_supabase_roles
+from auditq.devtools.processes import Child, DevPostgres, DevRedis, own_group
+from auditq.devtools.state import State, choose_port, port_is_free
 from auditq.migrate import apply_migrations
+from auditq.urls import hide_password
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STATE_FILE = "dev.json"
 ENV_FILE = "dev.env"
 DEFAULT_WEB_PORT = 5000
@@ -73,128 +65,9 @@ _POLL = 0.2
 # The settings dev provides when they are not in the environment. DASHBOARD_PASSWORD and
 # SECRET_KEY are generated once and kept in dev.json.
 _SECRETS = ("SECRET_KEY", "DASHBOARD_PASSWORD")
-
-
-# --- processes that go down with us ----------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-_libc: Any = None
-if sys.platform.startswith("linux"):
-    with contextlib.suppress(OSError):
-        _libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent(sig: int, parent: int) -> None:
-    # Runs in the child between fork and exec (after Popen's setuid, which would clear it).
-    _libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), sig)
-
-
-def _own_group(death_signal: int) -> dict[str, Any]:
-    """Popen arguments: a process group of its own, and death_signal when we die.
-
-    Without PR_SET_PDEATHSIG (not Linux) the child stays in our group instead, so that a
-    Ctrl-C or a kill of the group still reaches it.
-    """
-    if _libc is None:
-        return {}
-    return {
-        "process_group": 0,
-        "preexec_fn": functools.partial(_die_with_parent, int(death_signal), os.getpid()),
-    }
-
-
-class _DevRedis(RedisServer):
-    def _prepare(self) -> dict[str, Any]:
-        return {**super()._prepare(), **_own_group(signal.SIGTERM)}
-
-
-class _DevPostgres(PostgresServer):
-    def _prepare(self) -> dict[str, Any]:
-        # SIGINT is Postgres's fast shutdown: it ends the sessions and still stops cleanly.
-        return {**super()._prepare(), **_own_group(signal.SIGINT)}
-
-
-@dataclass
-class Child:
-    """A child process whose output is copied to ours, each line prefixed with its name."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    pump: threading.Thread
-
-    @property
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def signal_group(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if _libc is not None:
-                os.killpg(self.proc.pid, sig)  # gunicorn's workers too
-            else:
-                self.proc.send_signal(sig)
-
-
-# --- state kept in the data directory ------------------------------------------------------
-
-
-class State:
-    """dev.json: ports and generated secrets, readable by the owner only."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self.data: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError:
-            self.data = {}
-        except ValueError:
-            raise ConfigError(f"{path} is not valid JSON; delete it to start afresh") from None
-
-    def get(self, key: str) -> Any:
-        return self.data.get(key)
-
-    def set(self, **values: Any) -> None:
-        self.data.update(values)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(self.data, out, indent=2, sort_keys=True)
-            out.write("\n")
-        tmp.replace(self.path)
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        # As servers bind: a port left in TIME_WAIT by the previous run counts as free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def choose_port(*preferred: int | None, taken: set[int] | frozenset[int] = frozenset()) -> int:
-    """The first preferred port that is free, else any free port; never one in ``taken``
-    (ports chosen for servers that have not bound them yet)."""
-    for port in preferred:
-        if port and port not in taken and port_is_free(port):
-            return port
-    while (port := free_port()) in taken:
-        pass
-    return port
-
-
-def redact(url: str) -> str:
-    """The URL with its password replaced, fit to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+# Settings dev gives its children unless the environment has them: webhooks to a receiver
+# on this machine (a local test server) are the norm in development.
+_DEV_DEFAULTS = {"AUDITQ_ALERT_ALLOW_PRIVATE": "true"}
 
 
 def _is_set(env: dict[str, str], name: str) -> bool:
@@ -203,6 +76,14 @@ def _is_set(env: dict[str, str], name: str) -> bool:
 
 
 # --- the command ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    want_redis: bool
+    want_postgres: bool
+    set_store: bool  # AUDITQ_STORE=postgres for the embedded database
+    configured: Settings  # the environment's settings, with stand-ins for what dev provides
 
 
 class Dev:
@@ -260,11 +141,29 @@ class Dev:
 
     def run(self) -> int:
         """Start everything, watch it, stop it. Returns the exit status."""
+        plan = self._plan()
+        # Owner only: it holds audit data and the dashboard's login. (As root, the embedded
+        # Postgres adds the search bit for its system user; that allows no listing.)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        state = State(self.data_dir / STATE_FILE)
+        web_port = self._web_port(state, plan.configured.port)
+        provided = self.start_servers(plan, state, taken={web_port})
+        if self._stop.is_set():
+            return self._exit_status()
+        env, generated = self.children_env(state, provided, web_port)
+        self.start_children(env, web_port)
+        if not self._wait_for_web(web_port):
+            return self._exit_status()
+        self._banner(state, provided, generated)
+        return self._supervise()
+
+    def _plan(self) -> Plan:
+        """What dev must provide, and the rest of the configuration checked before anything
+        starts, with stand-ins for what dev provides: a bad AUDITQ_* value fails here, in
+        one line."""
         want_redis = not _is_set(self.env, "REDIS_URL")
         want_postgres = not (_is_set(self.env, "DATABASE_URL") or _is_set(self.env, "SUPABASE_URL"))
         set_store = want_postgres and not _is_set(self.env, "AUDITQ_STORE")
-        # Check the rest of the configuration before starting anything, with stand-ins for
-        # what dev is about to provide: a bad AUDITQ_* value fails here, in one line.
         stand_ins: dict[str, str] = {}
         if want_redis:
             stand_ins["redis_url"] = f"redis://{HOST}:1/0"
@@ -272,51 +171,53 @@ class Dev:
             stand_ins["database_url"] = f"postgresql://postgres@{HOST}:1/postgres"
         if set_store:
             stand_ins["store"] = "postgres"
-        configured = load_settings(**stand_ins)
+        return Plan(want_redis, want_postgres, set_store, load_settings(**stand_ins))
 
-        # Owner only: it holds audit data and the dashboard's login. (As root, the embedded
-        # Postgres adds the search bit for its system user; that allows no listing.)
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        state = State(self.data_dir / STATE_FILE)
-        web_port = self._web_port(state, configured.port)
-        child_env = dict(self.env)
+    def start_servers(self, plan: Plan, state: State, taken: set[int]) -> dict[str, str]:
+        """Start the servers the plan wants and migrate; returns the settings they provide
+        (an incomplete set if a signal came in between)."""
         provided: dict[str, str] = {}
-
-        if want_redis:
+        if plan.want_redis:
             self.say(f"starting Redis (data in {_shown(self.data_dir / 'redis')})")
-            self.redis = _DevRedis(
+            self.redis = DevRedis(
                 self.data_dir / "redis",
-                port=choose_port(state.get("redis_port"), taken={web_port}),
+                port=choose_port(state.get("redis_port"), taken=taken),
                 persistent=True,
             ).start()
             state.set(redis_port=self.redis.port)
-            provided["REDIS_URL"] = self.redis.url  # type: ignore[attr-defined]
+            provided["REDIS_URL"] = self.redis.url
         if self._stop.is_set():
-            return self._exit_status()
+            return provided
 
-        if want_postgres:
+        if plan.want_postgres:
             self.say(f"starting PostgreSQL (data in {_shown(self.data_dir / 'postgres')})")
-            self.postgres = _DevPostgres(
+            self.postgres = DevPostgres(
                 self.data_dir / "postgres",
-                port=choose_port(state.get("postgres_port"), taken={web_port}),
+                port=choose_port(state.get("postgres_port"), taken=taken),
             ).start()
             state.set(postgres_port=self.postgres.port)
-            dsn = self.postgres.dsn  # type: ignore[attr-defined]
+            dsn = self.postgres.dsn
             create_supabase_roles(dsn)
             self._migrate(dsn)
             provided["DATABASE_URL"] = dsn
-            if set_store:
+            if plan.set_store:
                 provided["AUDITQ_STORE"] = "postgres"
-        elif configured.database_url is not None:
-            self._migrate(configured.database_url.get_secret_value())
+        elif plan.configured.database_url is not None:
+            self._migrate(plan.configured.database_url.get_secret_value())
         else:
             self.say(
                 "DATABASE_URL is not set, so migrations were not applied here: run"
                 " `supabase db push`, or set DATABASE_URL and run `python -m auditq migrate`"
             )
-        if self._stop.is_set():
-            return self._exit_status()
+        self._write_env_file(provided)
+        return provided
 
+    def children_env(
+        self, state: State, provided: dict[str, str], web_port: int
+    ) -> tuple[dict[str, str], list[str]]:
+        """The environment of the worker, web and demo processes, and the names of the
+        secrets dev generated for it (kept in dev.json, so the login stays the same)."""
+        env = dict(self.env)
         generated = []
         for name in _SECRETS:
             if _is_set(self.env, name):
@@ -324,35 +225,32 @@ class Dev:
             key = name.lower()
             if not state.get(key):
                 state.set(**{key: secrets.token_urlsafe(32 if name == "SECRET_KEY" else 12)})
-            child_env[name] = state.get(key)
+            env[name] = state.get(key)
             generated.append(name)
-        self._write_env_file(provided)
-        child_env.update(provided)
-        child_env["PORT"] = str(web_port)
-        child_env["PYTHONUNBUFFERED"] = "1"
-        child_env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO), *filter(None, [child_env.get("PYTHONPATH")])]
-        )
+        for name, value in _DEV_DEFAULTS.items():
+            if not _is_set(self.env, name):
+                env[name] = value
+        env.update(provided)
+        env["PORT"] = str(web_port)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
         state.set(web_port=web_port)
+        return env, generated
 
+    def start_children(self, env: dict[str, str], web_port: int) -> None:
+        """The worker, the web process (the Procfile's command, bound to loopback only: the
+        CLI's --bind overrides gunicorn.conf.py's 0.0.0.0:$PORT) and the demo producer."""
         python = sys.executable
-        self._spawn("worker", [python, "-m", "worker"], child_env)
-        # The Procfile's web command, bound to loopback only: the CLI's --bind overrides
-        # gunicorn.conf.py's 0.0.0.0:$PORT.
+        self._spawn("worker", [python, "-m", "worker"], env)
         web_command = [python, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
         web_command += ["--bind", f"{HOST}:{web_port}", "dashboard:create_app()"]
-        self._spawn("web", web_command, child_env)
+        self._spawn("web", web_command, env)
         if self.demo_rate:
             demo_command = [python, "-m", "auditq", "demo", "--rate", f"{self.demo_rate:g}"]
-            self._spawn("demo", demo_command, child_env)
+            self._spawn("demo", demo_command, env)
         for child in self.children:
             child.pump.start()
-
         self.web_url = f"http://{HOST}:{web_port}/"
-        if not self._wait_for_web(web_port):
-            return self._exit_status()
-        self._banner(state, provided, generated)
-        return self._supervise()
 
     def _web_port(self, state: State, configured_port: int) -> int:
         explicit = self.requested_port
@@ -376,7 +274,7 @@ class Dev:
             if password:
                 detail = detail.replace(password, "***")
             raise ServerError(
-                f"applying the migrations to {redact(dsn)} failed: {detail}"
+                f"applying the migrations to {hide_password(dsn)} failed: {detail}"
             ) from None
 
     def _write_env_file(self, provided: dict[str, str]) -> None:
@@ -396,7 +294,7 @@ class Dev:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            **_own_group(signal.SIGTERM),
+            **own_group(signal.SIGTERM),
         )
         assert proc.stdout is not None
         # Started by the caller once every child is spawned: forking (preexec_fn runs Python
@@ -428,16 +326,16 @@ class Dev:
             else "the DASHBOARD_PASSWORD you set"
         )
         settings = load_settings(**{k.lower(): v for k, v in provided.items()})
-        redis_line = redact(settings.redis_url) + (
+        redis_line = hide_password(settings.redis_url) + (
             f"   (embedded, data in {where}/redis)" if "REDIS_URL" in provided else ""
         )
         if settings.database_url is not None:
-            database_line = redact(settings.database_url.get_secret_value())
+            database_line = hide_password(settings.database_url.get_secret_value())
             if "DATABASE_URL" in provided:
                 database_line += f"   (embedded, data in {where}/postgres)"
         else:
             database_line = "none (events go to Supabase)"
-        store_line = settings.store_kind or "none"
+        store_line: str = settings.store_kind or "none"
         if settings.store_kind == "supabase":
             store_line += f" ({settings.supabase_url})"
         lines = [
@@ -584,5 +482,5 @@ def main(args: argparse.Namespace) -> int:
         return 1
     finally:
         dev.shutdown()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import psutil
 import psycopg
-import pytest
 import redis
 
-from auditq.dev import State, choose_port, port_is_free, redact
-from auditq.embedded import HOST, free_port
+from auditq.devtools.dev import Dev
+from auditq.devtools.embedded import HOST, free_port
+from auditq.devtools.state import State, choose_port, port_is_free
 from tests.services import LocalSupabase
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 READY_DEADLINE = 60.0
 _SCRUBBED = {
     "REDIS_URL",
@@ -313,16 +313,23 @@ def test_state_file_is_private(tmp_path: Path) -> None:
     assert State(tmp_path / "dev.json").get("dashboard_password") == "x"
 
 
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("postgresql://postgres@127.0.0.1:5432/postgres", None),
-        (
-            "postgresql://u:secret@db.example.com:6543/postgres",
-            "postgresql://u:***@db.example.com:6543/postgres",
-        ),
-        ("rediss://:pw@redis.example.com:6380/0", "rediss://:***@redis.example.com:6380/0"),
-    ],
-)
-def test_printed_urls_hide_passwords(url: str, shown: str | None) -> None:
-    assert redact(url) == (shown or url)
+def test_children_get_private_webhooks_allowed_and_keep_their_generated_login(
+    tmp_path: Path,
+) -> None:
+    dev = Dev(tmp_path)
+    dev.env = {"PATH": "/usr/bin"}
+    state = State(tmp_path / "dev.json")
+    env, generated = dev.children_env(state, {"REDIS_URL": "redis://127.0.0.1:7/0"}, 5123)
+    # A webhook to a receiver on this machine is normal in development.
+    assert env["AUDITQ_ALERT_ALLOW_PRIVATE"] == "true"
+    assert "AUDITQ_TRUSTED_PROXIES" not in env  # no proxy in front: headers not believed
+    assert sorted(generated) == ["DASHBOARD_PASSWORD", "SECRET_KEY"]
+    assert env["PORT"] == "5123" and env["REDIS_URL"] == "redis://127.0.0.1:7/0"
+    assert env["PYTHONPATH"] == str(REPO)
+
+    # What the environment sets wins; the generated login is the same on the next start.
+    dev.env["AUDITQ_ALERT_ALLOW_PRIVATE"] = "false"
+    again, _ = dev.children_env(State(tmp_path / "dev.json"), {}, 5123)
+    assert again["AUDITQ_ALERT_ALLOW_PRIVATE"] == "false"
+    assert again["DASHBOARD_PASSWORD"] == env["DASHBOARD_PASSWORD"]
+    assert again["SECRET_KEY"] == env["SECRET_KEY"]

@@ -1,4 +1,4 @@
-"""auditq.demo: realistic traffic through the real client, and malformed entries the worker
+"""auditq.devtools.demo: realistic traffic through the real client, and malformed entries the worker
 must dead-letter."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import redis
 
 from auditq.client import AuditClient
 from auditq.config import load_settings
-from auditq.demo import MALFORMED, DemoTraffic, run
+from auditq.devtools.demo import MALFORMED, DemoTraffic, run
 from auditq.events import EventError, build_event, decode_entry
 from auditq.keys import Keys
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_every_generated_event_is_valid_and_the_mix_is_realistic() -> None:

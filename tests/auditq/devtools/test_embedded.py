@@ -1,4 +1,5 @@
-"""auditq.embedded: the servers really start, answer, stop and come back with their data."""
+"""auditq.devtools.embedded: the servers really start, answer, stop and come back with their
+data."""
 
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import psycopg
 import pytest
 import redis
 
-from auditq.embedded import (
+from auditq.devtools.embedded import (
     DEV_AUTHENTICATOR_PASSWORD,
     PostgresServer,
     RedisServer,

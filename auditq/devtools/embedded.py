@@ -86,8 +86,9 @@ class ServerProcess:
         if self.running:
             return self
         popen_args = self._prepare()
-        # Children stay in our process group on purpose: Ctrl-C or a CI job's kill of the
-        # group reaches them too, so a run that dies hard still leaves no server behind.
+        # By default a server stays in our process group: Ctrl-C or a CI job's kill of the
+        # group reaches it too, so a test run that dies hard leaves no server behind. Dev
+        # overrides _prepare to give each its own group (auditq/devtools/processes.py).
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 self._command(),

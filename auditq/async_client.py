@@ -1,0 +1,251 @@
+"""``AsyncAuditClient``: ``AuditClient`` for asyncio apps (FastAPI, aiohttp, workers).
+
+Same API, same outcomes, same enqueue script; every decision comes from ``auditq.producer``,
+which the sync client uses too. Only the I/O differs:
+- Redis through ``redis.asyncio``, with the same ``AUDITQ_REDIS_TIMEOUT`` and no retries;
+- the direct write (critical events, ``overflow=direct``) runs the sync store in a worker
+  thread, bounded by ``AUDITQ_DIRECT_TIMEOUT``. Why a thread rather than an async driver:
+  the stores are one tested implementation (contract suite) each, direct writes are rare
+  (critical events, a full queue), and both stores are thread-safe (the Postgres one
+  serialises on its connection, the Supabase one is an httpx client); a second, async copy
+  of each store would be twice the code for a path that is not hot.
+
+Normal events of concurrent ``log()`` calls are coalesced: calls made while a script call
+is in flight ride together on the next one (one round trip, one connection), with at most
+``_IN_FLIGHT`` script calls at a time. Under asyncio concurrency that is what keeps the
+connection count and the per-event cost low; each caller still gets its own outcomes and a
+lone call goes out at once.
+
+The event loop is never blocked: validation is pure CPU (microseconds), and nothing waits
+on a socket or a lock outside ``await``. A client belongs to the event loop it is first
+used in (redis.asyncio's connections do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio
+from redis.exceptions import RedisError
+
+from auditq import producer
+from auditq.config import Settings, load_settings
+from auditq.events import AuditEvent
+from auditq.keys import Keys
+from auditq.producer import Batch, Decision, LogResult
+from auditq.queue import ENQUEUE_LUA, connect_async
+from auditq.stats import Stats
+from auditq.stores import Store, StoreError, open_store
+
+_IN_FLIGHT = 4  # concurrent script calls carrying coalesced normal events
+_COALESCE_MAX = 500  # events per coalesced call: well inside AUDITQ_REDIS_TIMEOUT
+
+
+@dataclass
+class _Waiting:
+    """One log_many call's normal events, waiting for a coalesced script call."""
+
+    events: list[AuditEvent]
+    payloads: list[str]
+    done: asyncio.Future[list[Decision]]
+
+
+class AsyncAuditClient:
+    def __init__(
+        self,
+        settings: Settings,
+        redis_client: redis.asyncio.Redis | None = None,
+        store: Store | None = None,
+    ):
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.redis = redis_client or connect_async(
+            settings.redis_url, timeout=settings.redis_timeout
+        )
+        self._script = self.redis.register_script(ENQUEUE_LUA)
+        # Stats only fills pipelines here (``incr(..., pipe=...)``); this client executes them.
+        self._stats = Stats(self.redis, self.keys)
+        self._store = store
+        self._store_opened = store is not None
+        self._store_lock = asyncio.Lock()
+        self._unsent = producer.Unsent()
+        self.warnings = producer.WarnEvery()
+        self._waiting: list[_Waiting] = []
+        self._sending = 0  # coalesced script calls in flight or scheduled
+
+    @classmethod
+    def from_env(cls) -> AsyncAuditClient:
+        return cls(load_settings())
+
+    async def __aenter__(self) -> AsyncAuditClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- public API ------------------------------------------------------------------------
+
+    async def log(self, action: str, **fields: Any) -> LogResult:
+        return (await self.log_many([{"action": action, **fields}]))[0]
+
+    async def log_many(self, events: Iterable[dict[str, Any] | AuditEvent]) -> list[LogResult]:
+        """Validate all, then enqueue the normal ones in one round trip.
+
+        Raises EventError (naming the field) before anything is sent if any event is invalid.
+        """
+        batch = Batch.of(events, self.settings.max_event_bytes, self.settings.redact_key_set)
+        for critical, indexes in batch.groups():
+            events_, payloads = batch.pick(indexes)
+            if critical:
+                batch.decide(indexes, await self._critical(events_, payloads))
+            else:
+                batch.decide(indexes, await self._coalesced(events_, payloads))
+        return batch.results()
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
+
+    # --- Redis -----------------------------------------------------------------------------
+
+    async def _enqueue(
+        self, category: str, payloads: list[str], on_full: producer.OnFull = "drop"
+    ) -> list[str | None]:
+        items = [(category, p) for p in payloads]
+        keys, args = producer.enqueue_call(self.keys, self.settings.max_queue, items, on_full)
+        return producer.entry_ids(await self._script(keys=keys, args=args))
+
+    async def _count(self, counts: dict[str, int]) -> None:
+        """Count in Redis; if Redis is down, remember and add it on the next success."""
+        if not counts or self._unsent.hold(counts):
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        self._stats.incr(counts, pipe=pipe)
+        try:
+            await pipe.execute()
+        except RedisError:
+            self._unsent.redis_failed(counts)
+
+    # --- normal events ------------------------------------------------------------------------
+
+    async def _coalesced(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
+        if not self._sending:  # nothing in flight: a lone call goes out itself, no task hop
+            self._sending += 1
+            try:
+                return await self._normal(events, payloads)
+            finally:
+                self._sending -= 1
+                self._start_sender()
+        waiting = _Waiting(events, payloads, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        self._start_sender()
+        return await waiting.done
+
+    def _start_sender(self) -> None:
+        if self._waiting and self._sending < _IN_FLIGHT:
+            self._sending += 1
+            asyncio.get_running_loop().create_task(self._send_waiting())
+
+    async def _send_waiting(self) -> None:
+        """Send what waits, in calls of up to _COALESCE_MAX events, until nothing waits."""
+        try:
+            while self._waiting:
+                taken, size = 0, 0
+                while taken < len(self._waiting) and size < _COALESCE_MAX:
+                    size += len(self._waiting[taken].events)
+                    taken += 1
+                group, self._waiting = self._waiting[:taken], self._waiting[taken:]
+                try:
+                    decisions = await self._normal(
+                        [e for w in group for e in w.events],
+                        [p for w in group for p in w.payloads],
+                    )
+                except BaseException as error:  # a bug or a cancellation: every caller hears it
+                    for w in group:
+                        if not w.done.done():
+                            w.done.set_exception(error)
+                    raise
+                for w in group:
+                    mine, decisions = decisions[: len(w.events)], decisions[len(w.events) :]
+                    if not w.done.done():  # its caller may have been cancelled
+                        w.done.set_result(mine)
+        finally:
+            self._sending -= 1
+
+    async def _normal(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
+        policy = self.settings.overflow
+        try:
+            ids = await self._enqueue("normal", payloads, producer.on_full(policy))
+            if policy == "block":
+                await self._block(payloads, ids)
+        except RedisError as error:
+            self._unsent.redis_failed()
+            decisions, counts = producer.redis_down(len(payloads), error, self.warnings)
+            await self._count(counts)
+            return decisions
+        self.warnings.flush(producer.REDIS_DOWN)
+        await self._count(self._unsent.take())
+        no_room = producer.full(ids)
+        written = False
+        if no_room and policy == "direct":
+            written = await self._direct([events[i] for i in no_room])
+        decisions, counts = producer.normal_decisions(ids, policy, written)
+        await self._count(counts)
+        return decisions
+
+    async def _block(self, payloads: list[str], ids: list[str | None]) -> None:
+        """overflow=block: retry the events that found no room until AUDITQ_BLOCK_TIMEOUT."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.block_timeout
+        while (waiting := producer.full(ids)) and loop.time() < deadline:
+            await asyncio.sleep(producer.BLOCK_POLL)
+            retried = await self._enqueue("normal", [payloads[i] for i in waiting], "reject")
+            producer.fill(ids, waiting, retried)
+
+    # --- critical events ----------------------------------------------------------------------
+
+    async def _critical(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
+        if await self._direct(events):
+            return producer.written(len(events))
+        try:
+            await self._enqueue("critical", payloads)
+        except RedisError as error:
+            self._unsent.redis_failed()
+            raise producer.unavailable(len(events)) from error
+        decisions, counts = producer.deferred(len(events))
+        await self._count(counts)
+        return decisions
+
+    async def _direct(self, events: list[AuditEvent]) -> bool:
+        """Write to the store in a worker thread, waiting at most AUDITQ_DIRECT_TIMEOUT.
+
+        Past the timeout the thread may still commit; the caller then queues the event as
+        well, and the store's idempotent insert on ``id`` keeps it to one row.
+        """
+        store = await self._open_store()
+        if store is None:
+            return False
+        failure: Exception | None = None
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(store.insert_events, events, ingest_path="direct"),
+                self.settings.direct_timeout,
+            )
+        except (StoreError, TimeoutError) as error:
+            failure = error if isinstance(error, StoreError) else StoreError("timed out")
+        await self._count(producer.direct_counts(len(events), failure, self.warnings))
+        return failure is None
+
+    async def _open_store(self) -> Store | None:
+        async with self._store_lock:
+            if not self._store_opened:
+                # Opening may resolve names or build clients: kept off the event loop too.
+                self._store = await asyncio.to_thread(
+                    open_store, self.settings, self.settings.direct_timeout
+                )
+                self._store_opened = True
+            return self._store

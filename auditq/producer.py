@@ -1,0 +1,249 @@
+"""What a producer decides without I/O, shared by ``AuditClient`` and ``AsyncAuditClient``.
+
+The two clients differ only in how they talk to Redis and the store (blocking or awaited);
+everything else lives here once: validating a ``log_many`` call, the enqueue script's
+arguments and what its reply means, the outcome of each event under each overflow policy,
+and the counters a client holds while Redis is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from auditq.events import AuditEvent, build_event, encode
+from auditq.keys import Keys
+from auditq.stats import MINUTE_TTL, epoch_minute
+
+log = logging.getLogger("auditq.client")
+
+Outcome = Literal["queued", "written", "deferred", "dropped"]
+Decision = tuple[Outcome, str | None]  # an outcome and why (for dropped and deferred)
+OnFull = Literal["drop", "reject"]
+
+BLOCK_POLL = 0.01  # seconds between retries while waiting for room (overflow=block)
+REDIS_RETRY_AFTER = 1.0  # seconds counters stay in memory after a Redis failure
+WARN_EVERY = 10.0  # seconds between two warnings for the same reason (a count in between)
+REDIS_DOWN = "redis unavailable, normal events dropped"
+DIRECT_FAILED = "direct write to the store failed"
+
+
+class AuditUnavailable(RuntimeError):
+    """A critical event could be neither written nor queued; the caller must know."""
+
+
+class WarnEvery:
+    """At most one warning line per ``interval`` seconds per reason, saying how many.
+
+    A producer in an outage fails on every call; one line per call (thousands a second)
+    buries the log and costs more than the event. The first failure is logged at once,
+    the rest are counted and logged with their count when the interval has passed or
+    when things work again (``flush``), so no failure goes unreported.
+    """
+
+    def __init__(self, logger: logging.Logger = log, interval: float = WARN_EVERY) -> None:
+        self.log = logger
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}  # reason -> when it was last logged
+        self._pending: Counter[str] = Counter()
+        self._detail: dict[str, str] = {}
+
+    def warn(self, reason: str, count: int, detail: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._pending[reason] += count
+            self._detail[reason] = detail
+            if now - self._last.get(reason, float("-inf")) < self.interval:
+                return
+            self._last[reason] = now
+            count = self._pending.pop(reason)
+        self.log.warning("%s: %d events (%s)", reason, count, detail)
+
+    def flush(self, reason: str) -> None:
+        """Log what was counted and not yet logged (call when the failing thing works)."""
+        if not self._pending:  # the common case, without the lock
+            return
+        with self._lock:
+            count = self._pending.pop(reason, 0)
+            self._last.pop(reason, None)  # the next outage is reported at once
+        if count:
+            self.log.warning(
+                "%s: %d more events before it recovered (%s)", reason, count, self._detail[reason]
+            )
+
+
+@dataclass(frozen=True)
+class LogResult:
+    id: str
+    outcome: Outcome
+    reason: str | None = None  # why it was dropped or deferred
+
+
+# --- one log_many call -----------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """The events of one ``log_many`` call, validated, and their results as they come in."""
+
+    events: list[AuditEvent]
+    payloads: list[str]
+    _decisions: dict[int, Decision] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        events: Iterable[dict[str, Any] | AuditEvent],
+        max_bytes: int,
+        redact_keys: frozenset[str],
+    ) -> Batch:
+        """Validate all first: raises EventError (naming the field) before anything is sent;
+        secrets are redacted (AUDITQ_REDACT_KEYS) before anything is encoded."""
+        built = [build_event(e, redact_keys) for e in events]
+        return cls(built, [encode(e, max_bytes) for e in built])
+
+    def groups(self) -> Iterator[tuple[bool, list[int]]]:
+        """(critical?, indexes) for the normal events, then the critical ones; none empty."""
+        for critical in (False, True):
+            wanted = "critical" if critical else "normal"
+            indexes = [i for i, e in enumerate(self.events) if e.category == wanted]
+            if indexes:
+                yield critical, indexes
+
+    def pick(self, indexes: list[int]) -> tuple[list[AuditEvent], list[str]]:
+        return [self.events[i] for i in indexes], [self.payloads[i] for i in indexes]
+
+    def decide(self, indexes: list[int], decisions: list[Decision]) -> None:
+        self._decisions.update(zip(indexes, decisions, strict=True))
+
+    def results(self) -> list[LogResult]:
+        return [
+            LogResult(str(event.id), *self._decisions[i]) for i, event in enumerate(self.events)
+        ]
+
+
+# --- the enqueue script ----------------------------------------------------------------------
+
+
+def enqueue_call(
+    keys: Keys, max_len: int, items: list[tuple[str, str]], on_full: OnFull = "drop"
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV for ``lua/enqueue.lua`` adding (category, event JSON) pairs."""
+    args: list[str | int] = [max_len, on_full, MINUTE_TTL]
+    for category, payload in items:
+        args += [category, payload]
+    return [keys.stream, keys.counters, keys.minute(epoch_minute())], args
+
+
+def entry_ids(reply: list) -> list[str | None]:
+    """The script's reply: the new entry id per event, None where the stream was full."""
+    return [r.decode() if isinstance(r, bytes) else None for r in reply]
+
+
+def on_full(policy: str) -> OnFull:
+    """What the script does at the bound: only ``drop`` lets it drop (and count) by itself."""
+    return "drop" if policy == "drop" else "reject"
+
+
+def full(ids: list[str | None]) -> list[int]:
+    """Indexes of the events the stream had no room for."""
+    return [i for i, entry_id in enumerate(ids) if entry_id is None]
+
+
+def fill(ids: list[str | None], waiting: list[int], retried: list[str | None]) -> None:
+    """Put the ids a retry got (overflow=block) into their places."""
+    for i, entry_id in zip(waiting, retried, strict=True):
+        ids[i] = entry_id
+
+
+# --- outcomes --------------------------------------------------------------------------------
+
+
+def normal_decisions(
+    ids: list[str | None], policy: str, written: bool
+) -> tuple[list[Decision], dict[str, int]]:
+    """Outcomes of normal events after the script (and, for ``direct``, the direct write of
+    the ones that found the stream full: ``written`` says whether it succeeded), and what
+    the client must still count (the script counted ``drop``'s drops itself)."""
+    no_room = full(ids)
+    decisions: list[Decision] = [("queued", None)] * len(ids)
+    if not no_room:
+        return decisions, {}
+    if policy == "direct":
+        decision: Decision = ("written", None) if written else ("dropped", "direct_failed")
+        counts = {} if written else {"dropped_direct_failed": len(no_room)}
+    else:
+        decision = ("dropped", "queue_full")
+        counts = {"dropped_queue_full": len(no_room)} if policy == "block" else {}
+    for i in no_room:
+        decisions[i] = decision
+    return decisions, counts
+
+
+def redis_down(
+    count: int, error: Exception, warnings: WarnEvery
+) -> tuple[list[Decision], dict[str, int]]:
+    """Normal events Redis did not take: dropped (a timeout may still have added them)."""
+    warnings.warn(REDIS_DOWN, count, type(error).__name__)
+    return [("dropped", "redis_unavailable")] * count, {"dropped_redis_unavailable": count}
+
+
+def written(count: int) -> list[Decision]:
+    return [("written", None)] * count
+
+
+def deferred(count: int) -> tuple[list[Decision], dict[str, int]]:
+    """Critical events the store refused and the stream took."""
+    return [("deferred", "store_unavailable")] * count, {"deferred": count}
+
+
+def unavailable(count: int) -> AuditUnavailable:
+    return AuditUnavailable(
+        f"{count} critical event(s) could be neither written to the store nor queued"
+    )
+
+
+def direct_counts(count: int, error: Exception | None, warnings: WarnEvery) -> dict[str, int]:
+    """Counters for a direct write of ``count`` events that failed with ``error`` or not."""
+    if error is None:
+        warnings.flush(DIRECT_FAILED)
+        return {"direct_written": count}
+    warnings.warn(DIRECT_FAILED, count, str(error))
+    return {"direct_failed": count}
+
+
+# --- counters while Redis is down --------------------------------------------------------------
+
+
+class Unsent:
+    """Counts that could not reach Redis; added on the next success.
+
+    Right after a Redis failure counts go straight to memory, so a call never pays the
+    Redis timeout twice.
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._failed_at = float("-inf")
+
+    def redis_failed(self, counts: dict[str, int] | None = None) -> None:
+        self._failed_at = time.monotonic()
+        if counts:
+            self._counts.update(counts)
+
+    def hold(self, counts: dict[str, int]) -> bool:
+        """Keep ``counts`` in memory if Redis failed just now; True when they were kept."""
+        if time.monotonic() - self._failed_at < REDIS_RETRY_AFTER:
+            self._counts.update(counts)
+            return True
+        return False
+
+    def take(self) -> dict[str, int]:
+        counts, self._counts = dict(self._counts), Counter()
+        return counts
