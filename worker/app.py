@@ -49,13 +49,7 @@ class Worker:
         client = connect(settings.redis_url, timeout=REDIS_TIMEOUT)
         keys = Keys(settings.prefix)
         self.queue = Queue(client, keys, settings.max_queue)
-        self.sizer = AdaptiveBatch(
-            start=settings.batch_start,
-            minimum=settings.batch_min,
-            maximum=settings.batch_max,
-            max_bytes=settings.batch_max_bytes,
-            target_ms=settings.batch_target_ms,
-        )
+        self.sizer = AdaptiveBatch.for_store(store.name, settings)
         self.status = WorkerStatus(stopping=self.stopping, batch_size=self.sizer.size)
         self.heartbeat = Heartbeat(
             client, keys, self.status, settings.heartbeat_ttl, settings.worker_forget_after

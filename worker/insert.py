@@ -53,6 +53,16 @@ class _Outcome:
     failures: int = 0
 
 
+@dataclass
+class Decoded:
+    """A batch read from the stream, decoded: the events, and the entries that failed."""
+
+    entries: list[Entry]
+    items: list[Item]
+    sizes: list[int]  # each item's payload bytes, for the byte bound and the sizer
+    dead: list[tuple[Entry, str]]
+
+
 def reason(error: Exception) -> str:
     """The dead-letter reason for an error: our own errors say it; others name their type."""
     if isinstance(error, EventError | StoreError):
@@ -86,6 +96,9 @@ class BatchInserter:
         # One batch at a time per process: the drain and reclaim jobs run on separate
         # scheduler threads but share the store connection, the sizer and the counters.
         self.lock = threading.Lock()
+        # Entries the drain has read ahead (worker/pipeline.py) while a batch is stored:
+        # held by this consumer too, so a retry renews their lease with the batch's.
+        self.read_ahead: list[str] = []
 
     @property
     def consumer(self) -> str:
@@ -102,10 +115,11 @@ class BatchInserter:
 
     def handle(self, entries: list[Entry], backlog: bool) -> None:
         """Store a batch this consumer holds. Call with ``self.lock`` held."""
-        if not entries:
-            return
-        started = time.monotonic()
-        self.status.busy = "draining"
+        self.store_decoded(self.decode_batch(entries), backlog)
+
+    def decode_batch(self, entries: list[Entry]) -> Decoded:
+        """Decode a batch: no store, no lock, so the drain can run it while the previous
+        batch is being written (worker/pipeline.py)."""
         outcome = _Outcome()
         items: list[Item] = []
         sizes: list[int] = []
@@ -117,6 +131,16 @@ class BatchInserter:
                 outcome.dead.append((entry, reason(error)))
                 log.warning("undecodable entry consumer=%s entry=%s error=%s",
                             self.consumer, entry.id, reason(error))  # fmt: skip
+        return Decoded(entries, items, sizes, outcome.dead)
+
+    def store_decoded(self, decoded: Decoded, backlog: bool) -> None:
+        """Store a decoded batch, then ack and dead-letter. Call with ``self.lock`` held."""
+        entries, items, sizes = decoded.entries, decoded.items, decoded.sizes
+        if not entries:
+            return
+        started = time.monotonic()
+        self.status.busy = "draining"
+        outcome = _Outcome(dead=list(decoded.dead))
         complete = False
         try:
             for chunk in chunk_by_bytes(items, sizes, self.sizer.max_bytes):
@@ -262,6 +286,6 @@ class BatchInserter:
 
     def _renew(self, ids: list[str]) -> None:
         try:
-            self.queue.renew(self.consumer, ids)
+            self.queue.renew(self.consumer, [*ids, *self.read_ahead])
         except redis.RedisError as error:
             log.warning("lease renewal failed consumer=%s error=%s", self.consumer, error)

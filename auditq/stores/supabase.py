@@ -2,7 +2,9 @@
 
 A bulk upsert on ``id`` with ``resolution=ignore-duplicates`` is ``INSERT ... ON CONFLICT
 DO NOTHING``; ``return=minimal`` skips sending the rows back, and ``count=exact`` still
-reports how many were new. ``missing=default`` lets ``received_at`` take the database time.
+reports how many were new. ``columns=`` names the event's columns, so ``received_at`` (not
+one of them) takes the database time; ``missing=default`` is not needed (every row has every
+named key) and would cost PostgREST and Postgres about a third more CPU per row.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from uuid import UUID
 
 import httpx
 from postgrest import APIError, CountMethod, ReturnMethod
+from postgrest.exceptions import APIErrorFromJSON, generate_default_error_message
+from pydantic import ValidationError
 from supabase import Client, ClientOptions, create_client
 
-from auditq.events import AuditEvent, to_row
+from auditq.events import ROW_COLUMNS, AuditEvent
 from auditq.seals.canonical import SEALED_COLUMNS
 from auditq.stores import (
     MAX_QUERY_LIMIT,
@@ -28,6 +32,7 @@ from auditq.stores import (
     IngestPath,
     StoreUnavailable,
 )
+from auditq.stores.encoding import dumps
 from auditq.stores.seals import SEAL_COLUMNS, from_bytea, seal_record, to_bytea
 
 TABLE = "audit_logs"
@@ -63,19 +68,36 @@ class SupabaseStore:
         self.client: Client = create_client(url, service_role_key, options=options)
 
     def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
+        """One bulk upsert, its body encoded by orjson and sent on the admin client's session.
+
+        The query builder would turn every row into a dict of JSON-ready values and encode
+        it with the stdlib; orjson writes the events' own values (UUID, aware datetime) in
+        one pass. The request is the one the builder makes: same URL, the client's
+        service-role headers, ``on_conflict=id``, the same Prefer, and ``columns=``.
+        """
         if not events:
             return 0
-        rows = [to_row(event, ingest_path) for event in events]
-        query = self.client.table(TABLE).upsert(
-            rows,
-            on_conflict="id",
-            ignore_duplicates=True,
-            returning=ReturnMethod.minimal,
-            count=CountMethod.exact,
-            default_to_null=False,
-        )
-        response = _run(query)
-        return response.count or 0
+        postgrest = self.client.postgrest
+        try:
+            response = self._http.post(
+                f"{postgrest.base_url}/{TABLE}",
+                params=_UPSERT_PARAMS,
+                content=_body(events, ingest_path),
+                headers={**postgrest.headers, **_UPSERT_HEADERS},
+            )
+        except httpx.HTTPError as error:
+            raise StoreUnavailable(f"postgrest unreachable: {type(error).__name__}") from None
+        if not response.is_success:
+            # The builder's own error reading (PostgREST's JSON, or the status of a
+            # gateway page), so both paths classify alike.
+            try:
+                detail = dict(APIErrorFromJSON.model_validate_json(response.content))
+            except ValidationError:
+                detail = generate_default_error_message(response)
+            raise classify(APIError(detail))
+        # count=exact: Content-Range is "*/<rows inserted>".
+        inserted = response.headers.get("content-range", "").rpartition("/")[2]
+        return int(inserted) if inserted.isdigit() else 0
 
     def ping(self) -> None:
         _run(self.client.table(TABLE).select("id").limit(1))
@@ -195,6 +217,19 @@ class SupabaseStore:
 
 def _seal_value(value: Any) -> Any:
     return _timestamp(value) if isinstance(value, datetime) else value
+
+
+_UPSERT_PARAMS = {"on_conflict": "id", "columns": ",".join(ROW_COLUMNS)}
+_UPSERT_HEADERS = {
+    "Content-Type": "application/json",
+    "Prefer": "return=minimal,count=exact,resolution=ignore-duplicates",
+}
+
+
+def _body(events: Sequence[AuditEvent], ingest_path: IngestPath) -> bytes:
+    # A validated event's __dict__ holds exactly its fields, in ROW_COLUMNS order.
+    rows = [{**event.__dict__, "ingest_path": ingest_path} for event in events]
+    return dumps(rows)
 
 
 def _run(query):
