@@ -4,7 +4,9 @@ COPY is the fastest way into Postgres, but it cannot skip rows that already exis
 every batch is all new, so it is copied straight into ``audit_logs``; a batch that meets
 an id already stored (a redelivery after a crash, two workers racing on a reclaim) fails
 whole on the primary key, rolls back, and is sent again through a session temp table and
-``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``, which stores only the new rows.
+``INSERT ... SELECT ... ON CONFLICT (id, occurred_at) DO NOTHING``, which stores only the new
+rows. The key holds occurred_at because the table is partitioned on it (a redelivered event
+carries the same id and occurred_at: auditq.events.decode_entry derives both from the entry).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ _SEALED = ", ".join(
 
 _COLUMNS = ", ".join(ROW_COLUMNS)
 _STAGING = "auditq_incoming"
+# audit_logs' unique key (monthly partitions on occurred_at: supabase/migrations/*_partitions.sql).
+_CONFLICT_KEY = "(id, occurred_at)"
 _METADATA = list(AuditEvent.model_fields).index("metadata")
 # How COPY sends each column (ROW_COLUMNS order): a text field as Postgres would read it.
 _COPY_TYPES = [
@@ -142,7 +146,7 @@ class PostgresStore:
             _copy(cur, _STAGING, events, ingest_path)
             cur.execute(
                 f"insert into public.audit_logs ({_COLUMNS})"
-                f" select {_COLUMNS} from {_STAGING} on conflict (id) do nothing"
+                f" select {_COLUMNS} from {_STAGING} on conflict {_CONFLICT_KEY} do nothing"
             )
             return cur.rowcount
 

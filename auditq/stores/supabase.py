@@ -73,7 +73,7 @@ class SupabaseStore:
         The query builder would turn every row into a dict of JSON-ready values and encode
         it with the stdlib; orjson writes the events' own values (UUID, aware datetime) in
         one pass. The request is the one the builder makes: same URL, the client's
-        service-role headers, ``on_conflict=id``, the same Prefer, and ``columns=``.
+        service-role headers, ``on_conflict=id,occurred_at``, the same Prefer, and ``columns=``.
         """
         if not events:
             return 0
@@ -219,7 +219,8 @@ def _seal_value(value: Any) -> Any:
     return _timestamp(value) if isinstance(value, datetime) else value
 
 
-_UPSERT_PARAMS = {"on_conflict": "id", "columns": ",".join(ROW_COLUMNS)}
+# audit_logs' unique key holds its partition key (monthly partitions on occurred_at).
+_UPSERT_PARAMS = {"on_conflict": "id,occurred_at", "columns": ",".join(ROW_COLUMNS)}
 _UPSERT_HEADERS = {
     "Content-Type": "application/json",
     "Prefer": "return=minimal,count=exact,resolution=ignore-duplicates",

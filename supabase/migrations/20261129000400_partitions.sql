@@ -1,0 +1,232 @@
+-- Monthly partitions of audit_logs (auditq/retention): range-partitioned on occurred_at, one
+-- partition per calendar month (UTC) named audit_logs_yYYYYmMM, plus audit_logs_default for
+-- times outside every created month. Retention later archives and drops whole months; nothing
+-- ever DELETEs or UPDATEs a row.
+--
+-- The unique key must hold the partition key, so it becomes (id, occurred_at). Inserts stay
+-- idempotent because a redelivered event carries the same id and the same occurred_at (set by
+-- the producer, or derived from the stream entry id in auditq.events.decode_entry).
+--
+-- Conversion of an existing table: rename it, create the partitioned table with the same
+-- columns in the same order, a partition for every month that holds rows (and the current
+-- month plus two ahead), copy every row with every column (txid included, so the seals made
+-- before still verify), and drop the old table. All in the migration's one transaction,
+-- under an exclusive lock: no row is lost or copied twice.
+
+lock table public.audit_logs in access exclusive mode;
+
+alter table public.audit_logs rename to audit_logs_unpartitioned;
+alter table public.audit_logs_unpartitioned rename constraint audit_logs_pkey
+    to audit_logs_unpartitioned_pkey;
+drop index if exists public.audit_logs_occurred_at_idx, public.audit_logs_actor_idx,
+    public.audit_logs_action_idx, public.audit_logs_target_idx, public.audit_logs_txid_idx;
+
+create table public.audit_logs (
+    id          uuid not null,
+    occurred_at timestamptz not null,
+    received_at timestamptz not null default now(),
+    action      text not null check (char_length(action) between 1 and 256),
+    category    text not null default 'normal' check (category in ('normal', 'critical')),
+    actor_type  text,
+    actor_id    text,
+    target_type text,
+    target_id   text,
+    tenant_id   text,
+    outcome     text check (outcome in ('success', 'failure', 'denied')),
+    ip          inet,
+    user_agent  text,
+    request_id  text,
+    metadata    jsonb not null default '{}'::jsonb check (jsonb_typeof(metadata) = 'object'),
+    ingest_path text not null default 'queue' check (ingest_path in ('queue', 'direct')),
+    txid        xid8 not null default pg_current_xact_id(),
+    constraint audit_logs_pkey primary key (id, occurred_at)
+) partition by range (occurred_at);
+
+-- Created on the parent, so every partition gets them (and each new one too).
+create index audit_logs_occurred_at_idx on public.audit_logs (occurred_at desc, id desc);
+create index audit_logs_actor_idx on public.audit_logs (actor_id, occurred_at desc);
+create index audit_logs_action_idx on public.audit_logs (action, occurred_at desc);
+create index audit_logs_target_idx on public.audit_logs (target_type, target_id, occurred_at desc);
+create index audit_logs_txid_idx on public.audit_logs (txid, id);
+
+alter table public.audit_logs enable row level security;
+revoke all on table public.audit_logs from anon, authenticated, service_role;
+grant select on table public.audit_logs to service_role;
+grant insert (id, occurred_at, received_at, action, category, actor_type, actor_id,
+              target_type, target_id, tenant_id, outcome, ip, user_agent, request_id,
+              metadata, ingest_path)
+    on table public.audit_logs to service_role;
+
+-- Row triggers on the parent are cloned onto every partition; TRUNCATE triggers are not
+-- (a partition can be truncated by name), so each partition gets its own (below).
+create trigger audit_logs_append_only before update or delete on public.audit_logs
+    for each row execute function public.auditq_refuse_change();
+create trigger audit_logs_no_truncate before truncate on public.audit_logs
+    for each statement execute function public.auditq_refuse_change();
+
+-- What the parent's grants and RLS do not cover: a partition is a table of its own, reachable
+-- by name (and through the data API, where Supabase grants every new public table to its API
+-- roles). RLS on with no policies, no grants, its own TRUNCATE guard.
+create or replace function public.audit_logs_guard_partition(p_name text) returns void
+language plpgsql security definer set search_path = '' as $$
+begin
+    execute format('alter table public.%I enable row level security', p_name);
+    execute format('revoke all on table public.%I from anon, authenticated, service_role', p_name);
+    execute format('create trigger audit_logs_no_truncate before truncate on public.%I'
+                   ' for each statement execute function public.auditq_refuse_change()', p_name);
+end;
+$$;
+
+-- The partition that holds p_month (any time in it), created if missing; its name.
+-- Fails (check_violation) while the default partition holds rows of that month:
+-- audit_partitions_maintain() moves them first.
+create or replace function public.audit_logs_month_partition(p_month timestamptz) returns text
+language plpgsql security definer set search_path = '' as $$
+declare
+    lo timestamptz := date_trunc('month', p_month at time zone 'UTC') at time zone 'UTC';
+    hi timestamptz := lo + interval '1 month';
+    name text := 'audit_logs_' || to_char(lo at time zone 'UTC', '"y"YYYY"m"MM');
+begin
+    if to_regclass('public.' || quote_ident(name)) is null then
+        execute format('create table public.%I partition of public.audit_logs'
+                       ' for values from (%L) to (%L)', name, lo, hi);
+        perform public.audit_logs_guard_partition(name);
+    end if;
+    return name;
+end;
+$$;
+
+create table public.audit_logs_default partition of public.audit_logs default;
+select public.audit_logs_guard_partition('audit_logs_default');
+
+select public.audit_logs_month_partition(m)
+from (
+    select distinct date_trunc('month', occurred_at at time zone 'UTC') at time zone 'UTC' as m
+    from public.audit_logs_unpartitioned
+    union
+    select now() + make_interval(months => k) from generate_series(0, 2) as k
+) months;
+
+insert into public.audit_logs
+    (id, occurred_at, received_at, action, category, actor_type, actor_id, target_type,
+     target_id, tenant_id, outcome, ip, user_agent, request_id, metadata, ingest_path, txid)
+select id, occurred_at, received_at, action, category, actor_type, actor_id, target_type,
+       target_id, tenant_id, outcome, ip, user_agent, request_id, metadata, ingest_path, txid
+from public.audit_logs_unpartitioned;
+
+-- The seal functions take the table's row type: re-created on the new table (bodies unchanged
+-- from 20261129000200_seals.sql) before the old table and its type go.
+drop function public.audit_seal_next(text, text, timestamptz, integer);
+drop function public.audit_row_canonical(public.audit_logs_unpartitioned);
+drop table public.audit_logs_unpartitioned;
+
+create function public.audit_row_canonical(r public.audit_logs) returns text
+language sql stable as $$
+    select jsonb_build_array(
+        r.id::text,
+        to_char(r.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        to_char(r.received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        r.action, r.category, r.outcome, r.actor_type, r.actor_id, r.target_type,
+        r.target_id, r.tenant_id, abbrev(r.ip), r.user_agent, r.request_id, r.ingest_path,
+        r.metadata,
+        r.txid::text
+    )::text;
+$$;
+
+create function public.audit_seal_next(
+    from_txid text, horizon text, stored_before timestamptz, max_rows integer
+) returns table (to_txid text, row_count bigint, leaves bytea)
+language plpgsql stable as $$
+declare
+    lo xid8 := from_txid::xid8;
+    hi xid8 := horizon::xid8;
+    last_in xid8;
+    unsettled xid8;
+begin
+    select l.txid into last_in from public.audit_logs l
+     where l.txid >= lo and l.txid < hi
+     order by l.txid, l.id offset greatest(max_rows, 1) - 1 limit 1;
+    if last_in is not null then
+        hi := least(hi, (last_in::text::numeric + 1)::text::xid8);
+    end if;
+    select min(l.txid) into unsettled from public.audit_logs l
+     where l.txid >= lo and l.txid < hi and l.received_at > stored_before;
+    if unsettled is not null then
+        hi := unsettled;
+    end if;
+    return query
+        select hi::text, count(*),
+               coalesce(string_agg(
+                   uuid_send(l.id) || sha256(decode('6175646974712f726f772f763100', 'hex')
+                                             || convert_to(public.audit_row_canonical(l), 'UTF8')),
+                   ''::bytea order by l.txid, l.id), ''::bytea)
+        from public.audit_logs l
+        where l.txid >= lo and l.txid < hi;
+end;
+$$;
+revoke all on function public.audit_row_canonical(public.audit_logs) from public, anon, authenticated;
+revoke all on function public.audit_seal_next(text, text, timestamptz, integer)
+    from public, anon, authenticated;
+grant execute on function public.audit_row_canonical(public.audit_logs) to service_role;
+grant execute on function public.audit_seal_next(text, text, timestamptz, integer) to service_role;
+
+-- The partition job (auditq/retention/partitions.py): partitions for the current month and
+-- p_ahead months ahead, and rows that landed in the default partition moved into their month's
+-- partition. Moving without DELETE or UPDATE (the append-only triggers stay on): detach the
+-- default partition, attach a new empty one, create the months the old one held rows for,
+-- copy its rows through the parent with every column (txid included: their seals still
+-- verify), drop the detached table. One transaction under the parent's exclusive lock, so no
+-- reader sees a row twice or not at all. Each month moved is recorded as a critical audit
+-- event (action auditq.partition.rows_moved). Only this function, owned by the migration role,
+-- may do it; it returns what it moved.
+create or replace function public.audit_partitions_maintain(p_ahead integer default 2)
+returns table (month text, moved bigint)
+language plpgsql security definer set search_path = '' as $$
+declare
+    k integer;
+begin
+    if exists (select 1 from public.audit_logs_default limit 1) then
+        lock table public.audit_logs in access exclusive mode;
+        alter table public.audit_logs detach partition public.audit_logs_default;
+        alter table public.audit_logs_default rename to audit_logs_default_moving;
+        create table public.audit_logs_default partition of public.audit_logs default;
+        perform public.audit_logs_guard_partition('audit_logs_default');
+        create temp table pg_temp.audit_partitions_moved on commit drop as
+            select to_char(date_trunc('month', d.occurred_at at time zone 'UTC'), 'YYYY-MM') as m,
+                   count(*) as n, min(d.occurred_at) as first_at
+            from public.audit_logs_default_moving d group by 1;
+        perform public.audit_logs_month_partition(first_at) from pg_temp.audit_partitions_moved;
+        insert into public.audit_logs
+            (id, occurred_at, received_at, action, category, actor_type, actor_id,
+             target_type, target_id, tenant_id, outcome, ip, user_agent, request_id,
+             metadata, ingest_path, txid)
+        select id, occurred_at, received_at, action, category, actor_type, actor_id,
+               target_type, target_id, tenant_id, outcome, ip, user_agent, request_id,
+               metadata, ingest_path, txid
+        from public.audit_logs_default_moving;
+        drop table public.audit_logs_default_moving;
+    else
+        create temp table pg_temp.audit_partitions_moved (m text, n bigint, first_at timestamptz)
+            on commit drop;
+    end if;
+    for k in 0 .. greatest(p_ahead, 0) loop
+        perform public.audit_logs_month_partition(now() + make_interval(months => k));
+    end loop;
+    insert into public.audit_logs (id, occurred_at, action, category, actor_type, actor_id,
+                                   metadata, ingest_path)
+    select gen_random_uuid(), now(), 'auditq.partition.rows_moved', 'critical', 'system',
+           'auditq', jsonb_build_object('month', mv.m, 'rows', mv.n,
+                                        'from', 'audit_logs_default'), 'direct'
+    from pg_temp.audit_partitions_moved mv;
+    return query select mv.m, mv.n from pg_temp.audit_partitions_moved mv order by mv.m;
+    drop table pg_temp.audit_partitions_moved;
+end;
+$$;
+
+revoke all on function public.audit_logs_guard_partition(text) from public, anon, authenticated;
+revoke all on function public.audit_logs_month_partition(timestamptz)
+    from public, anon, authenticated;
+revoke all on function public.audit_partitions_maintain(integer) from public, anon, authenticated;
+-- The service role may run the maintenance (a worker with only SUPABASE_URL calls it through
+-- PostgREST): it only ever adds partitions and moves rows intact.
+grant execute on function public.audit_partitions_maintain(integer) to service_role;
