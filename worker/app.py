@@ -99,6 +99,10 @@ class Worker:
         from auditq.seals.job import add_job as add_seal_job
 
         self.seals = add_seal_job(scheduler, s, self.store, self.queue.redis)
+        # Partitions and retention (auditq/retention): leased jobs, one worker at a time.
+        from auditq.retention.job import add_jobs as add_retention_jobs
+
+        self.retention = add_retention_jobs(scheduler, s, self.queue.redis)
         return scheduler
 
     def run(self) -> int:

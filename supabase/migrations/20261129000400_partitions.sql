@@ -185,6 +185,8 @@ language plpgsql security definer set search_path = '' as $$
 declare
     k integer;
 begin
+    -- One maintenance at a time (the worker's lease does not cover a CLI run).
+    perform pg_advisory_xact_lock(hashtext('auditq.audit_partitions_maintain'));
     if exists (select 1 from public.audit_logs_default limit 1) then
         lock table public.audit_logs in access exclusive mode;
         alter table public.audit_logs detach partition public.audit_logs_default;

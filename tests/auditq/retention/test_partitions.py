@@ -8,11 +8,14 @@ import shutil
 import uuid
 from datetime import UTC, datetime
 
+import httpx
 import psycopg
 import pytest
 
+from auditq.config import Settings
 from auditq.events import build_event, decode_entry
 from auditq.migrate import MIGRATIONS_DIR, apply_migrations
+from auditq.retention.partitions import maintain
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify
 from auditq.stores.postgres import PostgresStore
@@ -181,3 +184,62 @@ def test_a_time_filter_prunes_partitions(clean_db):
     assert "audit_logs_y2025m06" in plan
     assert "audit_logs_default" not in plan and "audit_logs_y2026" not in plan
     assert "audit_logs_default" in everything
+
+
+@pytest.fixture(params=["postgres", "supabase"])
+def settings_for(request, pg_dsn, postgrest, clean_db):
+    """Settings that reach the database one way: DATABASE_URL, or only SUPABASE_URL."""
+    if request.param == "postgres":
+        return Settings(database_url=clean_db)
+    return Settings(supabase_url=postgrest.url, supabase_service_role_key=postgrest.service_key)
+
+
+def test_rows_in_the_default_partition_move_to_their_month(settings_for, clean_db, signer, checker):
+    store = PostgresStore(clean_db, timeout=5)
+    try:
+        late = month_events([(2019, 4), (2019, 5)], per_month=2)  # no partition for these
+        store.insert_events(late)
+        store.insert_events(events(3))
+        sealed = seal_pass(store, signer, grace=0)
+        before = partitions(clean_db)
+        assert before["audit_logs_default"] == 4
+
+        assert maintain(settings_for) == {"2019-04": 2, "2019-05": 2}
+
+        after = partitions(clean_db)
+        assert after["audit_logs_default"] == 0
+        assert after["audit_logs_y2019m04"] == 2 and after["audit_logs_y2019m05"] == 2
+        for name in ("audit_logs_y2019m04", "audit_logs_default"):
+            assert name in partitions(clean_db)
+        with psycopg.connect(clean_db) as conn:
+            moved = conn.execute(
+                "select metadata from public.audit_logs"
+                " where action = 'auditq.partition.rows_moved' and category = 'critical'"
+                " order by metadata->>'month'"
+            ).fetchall()
+        assert [m[0]["month"] for m in moved] == ["2019-04", "2019-05"]
+        # Same rows, same txids: the seals made before the move still verify.
+        report = verify(store, checker, expect_head=sealed.head.hex())
+        assert report.ok, report.findings
+        assert maintain(settings_for) == {}  # nothing left to move
+        now = datetime.now(UTC)
+        ahead = {
+            f"audit_logs_y{(now.year * 12 + now.month - 1 + k) // 12}m"
+            f"{(now.month - 1 + k) % 12 + 1:02d}"
+            for k in range(3)
+        }
+        assert ahead <= set(partitions(clean_db))
+    finally:
+        store.close()
+
+
+def test_the_service_role_cannot_move_rows_any_other_way(postgrest, clean_db):
+    # Only the maintenance function is granted; the partition helpers are not.
+    key = postgrest.service_key
+    headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+    for name, body in (
+        ("audit_logs_month_partition", {"p_month": "2019-01-01T00:00:00Z"}),
+        ("audit_logs_guard_partition", {"p_name": "audit_logs_default"}),
+    ):
+        response = httpx.post(f"{postgrest.url}/rest/v1/rpc/{name}", json=body, headers=headers)
+        assert response.status_code in (401, 403, 404), (name, response.text)
