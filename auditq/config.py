@@ -169,6 +169,29 @@ class Settings(BaseSettings):
         description="Seconds a row waits after it was stored before a seal covers it.",
     )
 
+    # --- retention (auditq/retention) ----------------------------------------------------
+    retention_days: int | None = _env(
+        "AUDITQ_RETENTION_DAYS",
+        default=None,
+        ge=1,
+        description="Archive, then drop, every monthly partition whose whole month is older"
+        " than this many days (a daily worker job and `python -m auditq retention`; needs"
+        " DATABASE_URL). Unset: keep forever.",
+    )
+    archive_url: str | None = _env(
+        "AUDITQ_ARCHIVE_URL",
+        default=None,
+        description="Where retention writes archived months: file:///path or"
+        " s3://bucket/prefix (with AUDITQ_S3_ENDPOINT and AWS_ACCESS_KEY_ID,"
+        " AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION). Nothing is dropped without it.",
+    )
+    s3_endpoint: str | None = _env(
+        "AUDITQ_S3_ENDPOINT",
+        default=None,
+        description="Endpoint of the S3-compatible store for s3:// archives (Supabase"
+        " Storage, R2, MinIO); unset: AWS S3.",
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
@@ -204,6 +227,13 @@ class Settings(BaseSettings):
         # Supabase's secrets are 40+ characters; a short one makes forging tokens feasible.
         if len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("archive_url")
+    @classmethod
+    def _archive_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("file", "s3"):
+            raise ValueError("must be a file:///path or s3://bucket/prefix URL")
         return value
 
     @field_validator("seal_key")

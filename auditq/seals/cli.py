@@ -36,6 +36,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     verify_parser.add_argument(
         "--expect-head", metavar="HASH", help="fail unless this seal hash is in the chain"
     )
+    verify_parser.add_argument(
+        "--archive", metavar="URL", help="verify an archive (file:// or s3://) offline instead"
+    )
     verify_parser.set_defaults(run=verify_command)
     commands.add_parser("keygen", help="print a new Ed25519 seal key pair").set_defaults(
         run=keygen_command
@@ -59,6 +62,11 @@ def seal_command(_args: argparse.Namespace) -> int:
 
 def verify_command(args: argparse.Namespace) -> int:
     from auditq.seals.verify import verify
+
+    if args.archive:
+        from auditq.retention.cli import verify_archive_command
+
+        return verify_archive_command(args)
 
     settings = load_settings()
     checker = signing.checker(settings)

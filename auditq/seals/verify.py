@@ -17,10 +17,13 @@ Rows past the newest seal are counted as unsealed (not a finding: the next pass 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import bisect
+import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from auditq.seals import canonical
 from auditq.seals.signing import Checker
@@ -56,6 +59,7 @@ class Report:
     head_seal_no: int | None = None
     findings: list[Finding] = field(default_factory=list)
     truncated: int = 0  # findings beyond MAX_FINDINGS, counted only
+    archived: int = 0  # sealed rows not in the table because retention archived their month
 
     @property
     def ok(self) -> bool:
@@ -71,6 +75,7 @@ class Report:
             "head_seal_no": self.head_seal_no,
             "findings": [asdict(f) for f in self.findings],
             "more_findings": self.truncated,
+            "archived": self.archived,
         }
 
 
@@ -88,6 +93,7 @@ def verify(
     report = Report()
     previous: dict[str, Any] | None = None
     expected_seen = expect_head is None
+    archived = archived_leaves(store)
     for seal in _seals(store, with_leaves=since is None):
         if since is not None and seal["sealed_at"] >= since and "leaves" not in seal:
             # From here on rows are checked: read this seal again with its leaves.
@@ -96,7 +102,7 @@ def verify(
         _check_link(report, previous, seal)
         _check_seal(report, checker, seal)
         if "leaves" in seal:
-            _check_rows(report, store, seal)
+            _check_rows(report, store, seal, archived.get(seal["seal_no"]))
         if expect_head is not None and seal["hash"].hex() == expect_head.lower():
             expected_seen = True
         previous = seal
@@ -153,7 +159,9 @@ def _check_seal(report: Report, checker: Checker, seal: dict[str, Any]) -> None:
         _add(report, "bad_signature", no, None, "signature does not verify with the public key")
 
 
-def _check_rows(report: Report, store: Store, seal: dict[str, Any]) -> None:
+def _check_rows(
+    report: Report, store: Store, seal: dict[str, Any], archived: tuple[int, bytes] | None
+) -> None:
     no = seal["seal_no"]
     expected = canonical.split_leaves(seal["leaves"])
     after = None
@@ -176,8 +184,7 @@ def _check_rows(report: Report, store: Store, seal: dict[str, Any]) -> None:
         if len(page) < ROW_PAGE:
             break
         after = (int(page[-1]["txid"]), str(page[-1]["id"]))
-    for row_id in expected:
-        _add(report, "missing", no, row_id, "sealed row is not in the table")
+    _missing_or_archived(report, no, expected, archived)
 
 
 def _add(report: Report, kind: str, seal_no: int | None, row_id: str | None, detail: str) -> None:
@@ -185,3 +192,88 @@ def _add(report: Report, kind: str, seal_no: int | None, row_id: str | None, det
         report.truncated += 1
         return
     report.findings.append(Finding(kind, seal_no, row_id, detail))
+
+
+# --- archived months (auditq/retention) ---------------------------------------------------
+# A dropped month's rows are gone from the table but not from their seals. Each drop (and
+# restore) records, per seal it touched, which of the seal's leaves are no longer in the
+# table (count and digest, ``public.audit_archives.seals``); a seal's missing leaves are
+# "archived" only when they are exactly that set, else each is a ``missing`` finding.
+
+_ARCHIVED = b"auditq/archived/v1\0"
+
+
+def archived_digest(leaves: bytes) -> bytes:
+    """The digest of a seal's leaves that left the table (in seal order)."""
+    return hashlib.sha256(_ARCHIVED + leaves).digest()
+
+
+def archived_leaves(store: Store) -> dict[int, tuple[int, bytes]]:
+    """Seal number -> (rows, digest) of its leaves archived, from the latest record."""
+    state: dict[int, tuple[int, bytes]] = {}
+    for record in store.archive_records():
+        for seal_no, entry in record["seals"].items():
+            state[int(seal_no)] = (int(entry["rows"]), bytes.fromhex(entry["sha256"]))
+    return state
+
+
+def _missing_or_archived(
+    report: Report, no: int, expected: dict[str, bytes], archived: tuple[int, bytes] | None
+) -> None:
+    if not expected:
+        return
+    if archived is not None:
+        leaves = b"".join(UUID(row_id).bytes + digest for row_id, digest in expected.items())
+        if archived == (len(expected), archived_digest(leaves)):
+            report.archived += len(expected)
+            return
+    for row_id in expected:
+        _add(report, "missing", no, row_id, "sealed row is not in the table")
+
+
+def verify_archive(parts: Iterable[Any], checker: Checker) -> Report:
+    """Check archived parts (auditq.retention.archive.Part) offline, with no database: the
+    files against their manifests, each seal copied in them (hash, root, signature, links
+    between consecutive seals), and every row against its seal's leaf. Rows of those seals
+    that are not in the parts are not findings: they live in the table or in other months."""
+    from auditq.retention.archive import row_of
+
+    report = Report()
+    seals: dict[int, dict[str, Any]] = {}
+    for part in parts:
+        for problem in part.problems():
+            _add(report, "bad_archive", None, None, problem)
+        for seal in part.seals:
+            if seal["seal_no"] not in seals:
+                seals[seal["seal_no"]] = seal
+                report.seals += 1
+                _check_seal(report, checker, seal)
+        ordered = sorted(seals.values(), key=lambda seal: seal["from_txid"])
+        starts = [seal["from_txid"] for seal in ordered]
+        leaves = {seal["seal_no"]: canonical.split_leaves(seal["leaves"]) for seal in ordered}
+        for line in part.lines():
+            row = row_of(line)
+            report.rows += 1
+            at = bisect.bisect_right(starts, row.txid) - 1
+            seal = ordered[at] if at >= 0 else None
+            if seal is None or row.txid >= seal["to_txid"]:
+                _add(report, "unexpected", None, row.id, "archived row that no seal covers")
+                continue
+            sealed = leaves[seal["seal_no"]].get(row.id)
+            if sealed is None:
+                _add(report, "unexpected", seal["seal_no"], row.id, "not among its seal's rows")
+            elif sealed != row.hash:
+                _add(report, "modified", seal["seal_no"], row.id, "differs from what was sealed")
+    if not seals:
+        raise NoSeals("the archive holds no seals: nothing can be verified")
+    previous = None
+    for seal in sorted(seals.values(), key=lambda seal: seal["seal_no"]):
+        follows = previous is not None and seal["seal_no"] == previous["seal_no"] + 1
+        if follows and (
+            seal["prev_hash"] != previous["hash"] or seal["from_txid"] != previous["to_txid"]
+        ):
+            _add(report, "broken_link", seal["seal_no"], None, "does not follow its previous")
+        previous = seal
+    report.head = previous["hash"].hex()
+    report.head_seal_no = previous["seal_no"]
+    return report

@@ -95,6 +95,12 @@ class Store(Protocol):
         """Rows with txid >= from_txid (no seal covers them): count and oldest received_at."""
         ...
 
+    # --- retention (auditq/retention) ---
+
+    def archive_records(self) -> list[dict[str, Any]]:
+        """``public.audit_archives`` in order: each ``archive_no`` and its ``seals`` state."""
+        ...
+
 
 # --- the explorer's read path (used by the dashboard) ------------------------------------
 

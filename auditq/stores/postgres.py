@@ -253,6 +253,14 @@ class PostgresStore:
             )
         return count, oldest
 
+    # --- retention (auditq/retention): what verify needs to know about archived months ---
+
+    def archive_records(self) -> list[dict[str, Any]]:
+        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "select archive_no, seals from public.audit_archives order by archive_no"
+            ).fetchall()
+
     def _seals(self, tail: str, params: list[Any], leaves: bool) -> list[dict[str, Any]]:
         columns = ", ".join(
             f"{c}::text as {c}" if c.endswith("_txid") else c

@@ -214,6 +214,12 @@ class SupabaseStore:
         oldest = response.data[0]["received_at"] if response.data else None
         return response.count or 0, datetime.fromisoformat(oldest) if oldest else None
 
+    # --- retention (auditq/retention): what verify needs to know about archived months ---
+
+    def archive_records(self) -> list[dict[str, Any]]:
+        query = self.client.table("audit_archives").select("archive_no,seals").order("archive_no")
+        return list(_run(query).data)
+
 
 def _seal_value(value: Any) -> Any:
     return _timestamp(value) if isinstance(value, datetime) else value

@@ -232,3 +232,108 @@ revoke all on function public.audit_partitions_maintain(integer) from public, an
 -- The service role may run the maintenance (a worker with only SUPABASE_URL calls it through
 -- PostgREST): it only ever adds partitions and moves rows intact.
 grant execute on function public.audit_partitions_maintain(integer) to service_role;
+
+-- Retention (auditq/retention): what left the table and where it went. One row per month part
+-- dropped (after its archive was written and read back) and per part restored. ``seals`` is,
+-- for every seal the operation touched, which of its leaves are no longer in the table after
+-- it: {"<seal_no>": {"rows": n, "sha256": hex of SHA-256("auditq/archived/v1" NUL + those
+-- leaves in seal order)}}. verify takes each seal's latest entry, so a sealed row that is
+-- missing counts as archived only if exactly that set is missing; the seals themselves never
+-- leave audit_seals, so the chain has no gap: only rows do. Append-only, like audit_logs.
+create table public.audit_archives (
+    archive_no      bigint generated always as identity primary key,
+    kind            text not null check (kind in ('dropped', 'restored')),
+    month           text not null check (month ~ '^[0-9]{4}-[0-9]{2}$'),
+    part            integer not null check (part >= 1),
+    row_count       bigint not null check (row_count >= 0),
+    manifest_sha256 bytea not null check (octet_length(manifest_sha256) = 32),
+    archive_url     text not null,
+    seals           jsonb not null default '{}'::jsonb check (jsonb_typeof(seals) = 'object'),
+    happened_at     timestamptz not null default now()
+);
+create unique index audit_archives_dropped_key on public.audit_archives (month, part)
+    where kind = 'dropped';
+alter table public.audit_archives enable row level security;
+revoke all on table public.audit_archives from anon, authenticated, service_role;
+grant select on table public.audit_archives to service_role;  -- verify reads it
+create trigger audit_archives_append_only before update or delete on public.audit_archives
+    for each row execute function public.auditq_refuse_change();
+create trigger audit_archives_no_truncate before truncate on public.audit_archives
+    for each statement execute function public.auditq_refuse_change();
+
+-- The record and its critical audit event (auditq.retention.month_<kind>), in the caller's
+-- transaction.
+create or replace function public.audit_archives_record(
+    p_kind text, p_month text, p_part integer, p_rows bigint, p_manifest_sha256 bytea,
+    p_url text, p_seals jsonb
+) returns void
+language plpgsql security definer set search_path = '' as $$
+begin
+    insert into public.audit_archives
+        (kind, month, part, row_count, manifest_sha256, archive_url, seals)
+    values (p_kind, p_month, p_part, p_rows, p_manifest_sha256, p_url, p_seals);
+    insert into public.audit_logs (id, occurred_at, action, category, actor_type, actor_id,
+                                   metadata, ingest_path)
+    values (gen_random_uuid(), now(), 'auditq.retention.month_' || p_kind, 'critical',
+            'system', 'auditq',
+            jsonb_build_object('month', p_month, 'part', p_part, 'rows', p_rows,
+                               'manifest_sha256', encode(p_manifest_sha256, 'hex'),
+                               'archive_url', p_url),
+            'direct');
+end;
+$$;
+
+-- Retention's drop of one archived month: record it, then detach and drop its partition. No
+-- row is deleted: the partition goes whole. Refused unless the partition holds exactly the
+-- rows archived (checked under the parent's exclusive lock, so none can arrive in between;
+-- rows are never removed, so the same count is the same rows).
+create or replace function public.audit_logs_drop_month(
+    p_month text, p_part integer, p_rows bigint, p_manifest_sha256 bytea, p_url text,
+    p_seals jsonb
+) returns void
+language plpgsql security definer set search_path = '' as $$
+declare
+    name text := 'audit_logs_y' || replace(p_month, '-', 'm');
+    actual bigint;
+begin
+    perform pg_advisory_xact_lock(hashtext('auditq.audit_partitions_maintain'));
+    lock table public.audit_logs in access exclusive mode;
+    execute format('select count(*) from public.%I', name) into actual;
+    if actual <> p_rows then
+        raise exception 'partition % holds % rows, the archive %', name, actual, p_rows
+            using errcode = 'object_not_in_prerequisite_state';
+    end if;
+    perform public.audit_archives_record('dropped', p_month, p_part, p_rows,
+                                         p_manifest_sha256, p_url, p_seals);
+    execute format('alter table public.audit_logs detach partition public.%I', name);
+    execute format('drop table public.%I', name);
+end;
+$$;
+
+-- Restore's import: rows as archived (canonical JSON arrays, SEALED_COLUMNS order of
+-- auditq/seals/canonical.py) back into the table with every column, txid included;
+-- idempotent (a row already there is skipped). Its month's partition must exist.
+create or replace function public.audit_logs_import(p_rows jsonb) returns bigint
+language plpgsql security definer set search_path = '' as $$
+declare
+    n bigint;
+begin
+    insert into public.audit_logs
+        (id, occurred_at, received_at, action, category, outcome, actor_type, actor_id,
+         target_type, target_id, tenant_id, ip, user_agent, request_id, ingest_path,
+         metadata, txid)
+    select (r->>0)::uuid, (r->>1)::timestamptz, (r->>2)::timestamptz, r->>3, r->>4, r->>5,
+           r->>6, r->>7, r->>8, r->>9, r->>10, (r->>11)::inet, r->>12, r->>13, r->>14,
+           r->15, (r->>16)::xid8
+    from jsonb_array_elements(p_rows) r
+    on conflict (id, occurred_at) do nothing;
+    get diagnostics n = row_count;
+    return n;
+end;
+$$;
+
+revoke all on function public.audit_archives_record(text, text, integer, bigint, bytea, text, jsonb)
+    from public, anon, authenticated, service_role;
+revoke all on function public.audit_logs_drop_month(text, integer, bigint, bytea, text, jsonb)
+    from public, anon, authenticated, service_role;
+revoke all on function public.audit_logs_import(jsonb) from public, anon, authenticated, service_role;
