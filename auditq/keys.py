@@ -61,6 +61,11 @@ class Keys:
         return f"{self.prefix}:seals:verify"
 
     @property
+    def retention_pass(self) -> str:
+        """JSON: the last retention pass (when, ok, months archived, error), by the worker."""
+        return f"{self.prefix}:retention:pass"
+
+    @property
     def alerts_status(self) -> str:
         """JSON the alert evaluator writes after each run: when, who, what it measured."""
         return f"{self.prefix}:alerts:status"
