@@ -95,6 +95,7 @@ def register_blueprints(app: Flask) -> None:
         explorer,
         integrity,
         overview,
+        retention,
         settings,
         workers,
     )
@@ -114,6 +115,7 @@ def register_blueprints(app: Flask) -> None:
         health.bp,
         integrity.bp,
         integrity_api.bp,
+        retention.bp,
     ):
         app.register_blueprint(blueprint)
 

@@ -25,6 +25,7 @@ NAV = (
     NavItem("Alerts", "alerts.index"),
     NavItem("Dead letters", "dead_letters.index"),
     NavItem("Integrity", "integrity.index"),
+    NavItem("Retention", "retention.index"),
     NavItem("Explorer", "explorer.index"),
     NavItem("Settings", "settings.index"),
 )

@@ -1,15 +1,19 @@
-"""The partition job's one call: ``public.audit_partitions_maintain`` (see the migration
-``*_partitions.sql``) creates the months ahead and moves rows out of the default partition.
+"""The partition functions of the migration ``*_partitions.sql`` as Python calls:
+``audit_partitions_maintain`` (the partition job: months ahead, rows out of the default
+partition) and ``audit_partitions_overview`` (the dashboard's list).
 
-It goes through DATABASE_URL when set (psycopg), else through PostgREST's rpc with the
-service key: the function is SECURITY DEFINER, so a worker with only SUPABASE_URL keeps the
-partitions ahead too.
+They go through DATABASE_URL when set (psycopg), else through PostgREST's rpc with the
+service key: the functions are SECURITY DEFINER, so a worker with only SUPABASE_URL keeps the
+partitions ahead too, and the dashboard lists them either way.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import psycopg
+from psycopg.rows import dict_row
 
 from auditq.config import Settings
 from auditq.stores import StoreUnavailable
@@ -20,30 +24,43 @@ MONTHS_AHEAD = 2
 
 def maintain(settings: Settings, timeout: float = 60.0) -> dict[str, int]:
     """Run the maintenance once; the rows moved per month (``YYYY-MM``), usually none."""
+    rows = call(settings, "audit_partitions_maintain", {"p_ahead": MONTHS_AHEAD}, timeout)
+    return {row["month"]: row["moved"] for row in rows}
+
+
+def overview(settings: Settings, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every partition: ``name``, ``month`` (None for the default), ``row_count``, ``bytes``."""
+    return call(settings, "audit_partitions_overview", {}, timeout)
+
+
+def call(
+    settings: Settings, function: str, args: dict[str, Any], timeout: float
+) -> list[dict[str, Any]]:
+    """``select * from public.<function>(args)`` through DATABASE_URL, else PostgREST's rpc."""
     if settings.database_url:
+        named = ", ".join(f"{name} => %({name})s" for name in args)
         try:
-            with psycopg.connect(
-                settings.database_url.get_secret_value(), connect_timeout=int(timeout)
-            ) as conn:
-                rows = conn.execute(
-                    "select month, moved from public.audit_partitions_maintain(%s)",
-                    (MONTHS_AHEAD,),
-                ).fetchall()
+            with (
+                psycopg.connect(
+                    settings.database_url.get_secret_value(), connect_timeout=int(timeout)
+                ) as conn,
+                conn.cursor(row_factory=dict_row) as cur,
+            ):
+                return cur.execute(f"select * from public.{function}({named})", args).fetchall()
         except psycopg.Error as error:
-            raise StoreUnavailable(f"partition maintenance failed: {error}") from None
-        return {month: moved for month, moved in rows}
+            raise StoreUnavailable(f"{function} failed: {str(error).splitlines()[0]}") from None
     if settings.supabase_url and settings.supabase_service_role_key:
         key = settings.supabase_service_role_key.get_secret_value()
         try:
             response = httpx.post(
-                f"{settings.supabase_url.rstrip('/')}/rest/v1/rpc/audit_partitions_maintain",
-                json={"p_ahead": MONTHS_AHEAD},
+                f"{settings.supabase_url.rstrip('/')}/rest/v1/rpc/{function}",
+                json=args,
                 headers={"apikey": key, "Authorization": f"Bearer {key}"},
                 timeout=timeout,
             )
         except httpx.HTTPError as error:
             raise StoreUnavailable(f"postgrest unreachable: {type(error).__name__}") from None
         if not response.is_success:
-            raise StoreUnavailable(f"partition maintenance failed: HTTP {response.status_code}")
-        return {row["month"]: row["moved"] for row in response.json()}
+            raise StoreUnavailable(f"{function} failed: HTTP {response.status_code}")
+        return response.json()
     raise StoreUnavailable("no store configured (set DATABASE_URL or SUPABASE_URL)")

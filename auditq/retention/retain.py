@@ -140,12 +140,16 @@ def due_months(conn: psycopg.Connection, cutoff: datetime) -> dict[str, int]:
     ).fetchall()
     due = {}
     for (name,) in names:
-        year, month = int(name[12:16]), int(name[17:19])
-        ends = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-        if ends <= cutoff:
-            count = conn.execute(f"select count(*) from public.{name}").fetchone()[0]
-            due[f"{year:04d}-{month:02d}"] = count
+        month = f"{name[12:16]}-{name[17:19]}"
+        if is_due(month, cutoff):
+            due[month] = conn.execute(f"select count(*) from public.{name}").fetchone()[0]
     return due
+
+
+def is_due(month: str, cutoff: datetime) -> bool:
+    """Whether the whole month (``YYYY-MM``, UTC) ended at or before the cutoff."""
+    year, number = int(month[:4]), int(month[5:7])
+    return datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC) <= cutoff
 
 
 def _due_in_default(conn: psycopg.Connection, cutoff: datetime) -> list[tuple[str, int]]:

@@ -337,3 +337,32 @@ revoke all on function public.audit_archives_record(text, text, integer, bigint,
 revoke all on function public.audit_logs_drop_month(text, integer, bigint, bytea, text, jsonb)
     from public, anon, authenticated, service_role;
 revoke all on function public.audit_logs_import(jsonb) from public, anon, authenticated, service_role;
+
+-- The dashboard's retention panel: each partition, its month (null for the default), rows
+-- (exact under 100,000, else the planner's estimate) and size on disk. Callable through
+-- PostgREST by the service role.
+create or replace function public.audit_partitions_overview()
+returns table (name text, month text, row_count bigint, bytes bigint)
+language plpgsql stable security definer set search_path = '' as $$
+declare
+    p record;
+begin
+    for p in
+        select c.oid, c.relname, c.reltuples from pg_inherits i join pg_class c on c.oid = i.inhrelid
+        where i.inhparent = 'public.audit_logs'::regclass order by c.relname
+    loop
+        name := p.relname;
+        month := case when p.relname ~ '^audit_logs_y[0-9]{4}m[0-9]{2}$'
+                      then substr(p.relname, 13, 4) || '-' || substr(p.relname, 18, 2) end;
+        if p.reltuples < 100000 then
+            execute format('select count(*) from public.%I', p.relname) into row_count;
+        else
+            row_count := p.reltuples::bigint;
+        end if;
+        bytes := pg_total_relation_size(p.oid);
+        return next;
+    end loop;
+end;
+$$;
+revoke all on function public.audit_partitions_overview() from public, anon, authenticated;
+grant execute on function public.audit_partitions_overview() to service_role;
