@@ -21,24 +21,9 @@ alter table public.audit_logs_unpartitioned rename constraint audit_logs_pkey
 drop index if exists public.audit_logs_occurred_at_idx, public.audit_logs_actor_idx,
     public.audit_logs_action_idx, public.audit_logs_target_idx, public.audit_logs_txid_idx;
 
+-- The same columns in the same order, defaults, NOT NULLs and checks (txid's default too).
 create table public.audit_logs (
-    id          uuid not null,
-    occurred_at timestamptz not null,
-    received_at timestamptz not null default now(),
-    action      text not null check (char_length(action) between 1 and 256),
-    category    text not null default 'normal' check (category in ('normal', 'critical')),
-    actor_type  text,
-    actor_id    text,
-    target_type text,
-    target_id   text,
-    tenant_id   text,
-    outcome     text check (outcome in ('success', 'failure', 'denied')),
-    ip          inet,
-    user_agent  text,
-    request_id  text,
-    metadata    jsonb not null default '{}'::jsonb check (jsonb_typeof(metadata) = 'object'),
-    ingest_path text not null default 'queue' check (ingest_path in ('queue', 'direct')),
-    txid        xid8 not null default pg_current_xact_id(),
+    like public.audit_logs_unpartitioned including defaults including constraints,
     constraint audit_logs_pkey primary key (id, occurred_at)
 ) partition by range (occurred_at);
 
@@ -114,61 +99,21 @@ select id, occurred_at, received_at, action, category, actor_type, actor_id, tar
        target_id, tenant_id, outcome, ip, user_agent, request_id, metadata, ingest_path, txid
 from public.audit_logs_unpartitioned;
 
--- The seal functions take the table's row type: re-created on the new table (bodies unchanged
--- from 20261129000200_seals.sql) before the old table and its type go.
-drop function public.audit_seal_next(text, text, timestamptz, integer);
-drop function public.audit_row_canonical(public.audit_logs_unpartitioned);
-drop table public.audit_logs_unpartitioned;
-
-create function public.audit_row_canonical(r public.audit_logs) returns text
-language sql stable as $$
-    select jsonb_build_array(
-        r.id::text,
-        to_char(r.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        to_char(r.received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        r.action, r.category, r.outcome, r.actor_type, r.actor_id, r.target_type,
-        r.target_id, r.tenant_id, abbrev(r.ip), r.user_agent, r.request_id, r.ingest_path,
-        r.metadata,
-        r.txid::text
-    )::text;
-$$;
-
-create function public.audit_seal_next(
-    from_txid text, horizon text, stored_before timestamptz, max_rows integer
-) returns table (to_txid text, row_count bigint, leaves bytea)
-language plpgsql stable as $$
+-- The row's canonical form takes the table's row type: re-created, its definition unchanged,
+-- on the new table before the old table and its type go. audit_seal_next (plpgsql) resolves
+-- both at run time and needs nothing.
+do $$
 declare
-    lo xid8 := from_txid::xid8;
-    hi xid8 := horizon::xid8;
-    last_in xid8;
-    unsettled xid8;
+    definition text := pg_get_functiondef(
+        'public.audit_row_canonical(public.audit_logs_unpartitioned)'::regprocedure);
 begin
-    select l.txid into last_in from public.audit_logs l
-     where l.txid >= lo and l.txid < hi
-     order by l.txid, l.id offset greatest(max_rows, 1) - 1 limit 1;
-    if last_in is not null then
-        hi := least(hi, (last_in::text::numeric + 1)::text::xid8);
-    end if;
-    select min(l.txid) into unsettled from public.audit_logs l
-     where l.txid >= lo and l.txid < hi and l.received_at > stored_before;
-    if unsettled is not null then
-        hi := unsettled;
-    end if;
-    return query
-        select hi::text, count(*),
-               coalesce(string_agg(
-                   uuid_send(l.id) || sha256(decode('6175646974712f726f772f763100', 'hex')
-                                             || convert_to(public.audit_row_canonical(l), 'UTF8')),
-                   ''::bytea order by l.txid, l.id), ''::bytea)
-        from public.audit_logs l
-        where l.txid >= lo and l.txid < hi;
+    drop function public.audit_row_canonical(public.audit_logs_unpartitioned);
+    execute replace(definition, 'audit_logs_unpartitioned', 'audit_logs');
 end;
 $$;
 revoke all on function public.audit_row_canonical(public.audit_logs) from public, anon, authenticated;
-revoke all on function public.audit_seal_next(text, text, timestamptz, integer)
-    from public, anon, authenticated;
 grant execute on function public.audit_row_canonical(public.audit_logs) to service_role;
-grant execute on function public.audit_seal_next(text, text, timestamptz, integer) to service_role;
+drop table public.audit_logs_unpartitioned;
 
 -- The partition job (auditq/retention/partitions.py): partitions for the current month and
 -- p_ahead months ahead, and rows that landed in the default partition moved into their month's

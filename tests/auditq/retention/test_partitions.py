@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 
 from auditq.config import Settings
 from auditq.events import build_event, decode_entry
@@ -18,7 +19,8 @@ from auditq.migrate import MIGRATIONS_DIR, apply_migrations
 from auditq.retention.partitions import maintain
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify
-from auditq.stores.postgres import PostgresStore
+from auditq.stores import EventFilters
+from auditq.stores.postgres import PostgresStore, _select
 from tests.auditq.seals.helpers import events
 
 PARTITIONS = "20261129000400"
@@ -167,23 +169,20 @@ def test_partition_rows_refuse_change_and_truncate(store, clean_db):
         assert conn.execute("select count(*) from public.audit_logs").fetchone()[0] == 2
 
 
-def test_a_time_filter_prunes_partitions(clean_db):
+def explain(conn, query, params) -> str:
+    return "\n".join(row[0] for row in conn.execute(sql.SQL("explain ") + query, params))
+
+
+def test_explorer_queries_with_a_time_filter_prune_partitions(clean_db):
+    # The explorer's own query (auditq/stores/postgres.py), planned with and without a filter.
     with psycopg.connect(clean_db) as conn:
         conn.execute("select public.audit_logs_month_partition('2025-06-01')")
-        plan = "\n".join(
-            row[0]
-            for row in conn.execute(
-                "explain select * from public.audit_logs"
-                " where occurred_at >= %s and occurred_at < %s order by occurred_at desc limit 50",
-                (at(2025, 6, 2), at(2025, 6, 20)),
-            )
-        )
-        everything = "\n".join(
-            row[0] for row in conn.execute("explain select * from public.audit_logs limit 50")
-        )
+        window = EventFilters(since=at(2025, 6, 2), until=at(2025, 6, 20), action="doc.read")
+        plan = explain(conn, *_select(window, None, 50))
+        everything = explain(conn, *_select(EventFilters(), None, 50))
     assert "audit_logs_y2025m06" in plan
     assert "audit_logs_default" not in plan and "audit_logs_y2026" not in plan
-    assert "audit_logs_default" in everything
+    assert "audit_logs_default" in everything and "audit_logs_y2025m06" in everything
 
 
 @pytest.fixture(params=["postgres", "supabase"])
