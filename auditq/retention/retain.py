@@ -174,13 +174,18 @@ def archive_and_drop(
         if waiting:
             log.warning("retention: %s has %d row(s) not sealed yet; next pass", month, waiting)
             return MonthOutcome(month, rows, "waiting_for_seals")
-    part = (
-        1
-        + conn.execute(
-            "select count(*) from public.audit_archives where kind = 'dropped' and month = %s",
-            (month,),
-        ).fetchone()[0]
-    )
+    last = conn.execute(
+        "select part, manifest_sha256 from public.audit_archives"
+        " where kind = 'dropped' and month = %s order by part desc limit 1",
+        (month,),
+    ).fetchone()
+    if last is not None and _all_archived(conn, destination, month, name):
+        # A restored month going again: its rows are in the archive already; no new copy.
+        part, manifest_sha256 = last
+        state = missing_state(conn, covering_seals(conn, name), exclude=name)
+        _drop(conn, month, part, rows, manifest_sha256, destination.url, state)
+        return MonthOutcome(month, rows, "dropped_again", part, bytes(manifest_sha256).hex())
+    part = 1 + (last[0] if last else 0)
     prefix = archive.part_prefix(month, part)
     seals = covering_seals(conn, name)
     written = _whole_part(destination, prefix, rows, name)
@@ -193,13 +198,37 @@ def archive_and_drop(
     else:
         log.warning("retention: %s already archived at %s; dropping it now", month, prefix)
     state = missing_state(conn, seals, exclude=name)
+    _drop(conn, month, part, rows, written.manifest_sha256, destination.url, state)
+    log.warning("retention: archived and dropped %s (%d rows) at %s", month, rows, prefix)
+    return MonthOutcome(month, rows, "dropped", part, written.manifest_sha256.hex())
+
+
+def _drop(
+    conn: psycopg.Connection,
+    month: str,
+    part: int,
+    rows: int,
+    manifest_sha256: bytes,
+    url: str,
+    state: dict[str, Any],
+) -> None:
     with conn.transaction():
         conn.execute(
             "select public.audit_logs_drop_month(%s, %s, %s, %s, %s, %s::jsonb)",
-            (month, part, rows, written.manifest_sha256, destination.url, json.dumps(state)),
+            (month, part, rows, manifest_sha256, url, json.dumps(state)),
         )
-    log.warning("retention: archived and dropped %s (%d rows) at %s", month, rows, prefix)
-    return MonthOutcome(month, rows, "dropped", part, written.manifest_sha256.hex())
+
+
+def _all_archived(
+    conn: psycopg.Connection, destination: Destination, month: str, name: str
+) -> bool:
+    """Whether every row now in the month's partition is in an archived part already."""
+    archived = {
+        archive.row_of(line).id
+        for prefix in archive.part_prefixes(destination, month)
+        for line in archive.read_part(destination, prefix).lines()
+    }
+    return all(str(row[0]) in archived for row in conn.execute(f"select id from public.{name}"))
 
 
 def _whole_part(destination: Destination, prefix: str, rows: int, name: str) -> archive.Part | None:

@@ -196,8 +196,8 @@ create table public.audit_archives (
     seals           jsonb not null default '{}'::jsonb check (jsonb_typeof(seals) = 'object'),
     happened_at     timestamptz not null default now()
 );
-create unique index audit_archives_dropped_key on public.audit_archives (month, part)
-    where kind = 'dropped';
+-- A part can be dropped more than once: a restored month goes again without a second copy.
+create index audit_archives_month_idx on public.audit_archives (month, part);
 alter table public.audit_archives enable row level security;
 revoke all on table public.audit_archives from anon, authenticated, service_role;
 grant select on table public.audit_archives to service_role;  -- verify reads it

@@ -242,6 +242,13 @@ def test_restore_brings_a_month_back_idempotently(db, history, clean_db, tmp_pat
         )
         == 2
     )
+    # The next pass drops the restored month again, without a second copy in the archive.
+    result = retention_pass(config, now=NOW)
+    assert [(m.month, m.action, m.part) for m in result.months] == [("2025-01", "dropped_again", 1)]
+    assert sorted(p.name for p in (tmp_path / "arch" / "2025-01").iterdir()) == ["part-001"]
+    report = verify(db, checker)
+    assert report.ok, report.findings
+    assert report.archived == 7
 
 
 def test_restore_refuses_an_archive_that_does_not_verify(db, history, clean_db, tmp_path, checker):
