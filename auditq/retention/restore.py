@@ -15,7 +15,7 @@ from auditq.config import Settings
 from auditq.retention import archive
 from auditq.retention.destinations import open_destination
 from auditq.retention.partitions import MONTHS_AHEAD
-from auditq.retention.retain import connect_locked, database_dsn, missing_state
+from auditq.retention.retain import connect_locked, database_dsn, missing_state, one
 from auditq.seals.signing import Checker
 from auditq.seals.verify import Report, verify_archive
 
@@ -51,9 +51,9 @@ def restore_month(settings: Settings, url: str, month: str, checker: Checker) ->
                 lines = part.lines()
                 for start in range(0, len(lines), BATCH):
                     body = b"[" + b",".join(lines[start : start + BATCH]) + b"]"
-                    (count,) = conn.execute(
-                        "select public.audit_logs_import(%s::jsonb)", (body.decode(),)
-                    ).fetchone()
+                    (count,) = one(
+                        conn, "select public.audit_logs_import(%s::jsonb)", (body.decode(),)
+                    )
                     result.imported += count
             seals = {seal["seal_no"]: seal for part in parts for seal in part.seals}
             state = missing_state(conn, list(seals.values()))

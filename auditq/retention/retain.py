@@ -92,7 +92,7 @@ def database_dsn(settings: Settings, command: str) -> str:
 def connect_locked(dsn: str) -> psycopg.Connection:
     """An autocommit session holding the retention lock (RetentionBusy if another has it)."""
     conn = psycopg.connect(dsn, autocommit=True)
-    if not conn.execute("select pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()[0]:
+    if not one(conn, "select pg_try_advisory_lock(%s)", (_LOCK_KEY,))[0]:
         conn.close()
         raise RetentionBusy("another retention pass or restore is running")
     return conn
@@ -127,6 +127,13 @@ def retention_pass(
     return result
 
 
+def one(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple[Any, ...]:
+    """The one row a query returns (an aggregate, a function call)."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row
+
+
 def partition_name(month: str) -> str:
     return "audit_logs_y" + month.replace("-", "m")
 
@@ -142,7 +149,7 @@ def due_months(conn: psycopg.Connection, cutoff: datetime) -> dict[str, int]:
     for (name,) in names:
         month = f"{name[12:16]}-{name[17:19]}"
         if is_due(month, cutoff):
-            due[month] = conn.execute(f"select count(*) from public.{name}").fetchone()[0]
+            due[month] = one(conn, f"select count(*) from public.{name}")[0]
     return due
 
 
@@ -166,11 +173,11 @@ def archive_and_drop(
     conn: psycopg.Connection, destination: Destination, month: str, rows: int
 ) -> MonthOutcome:
     name = partition_name(month)
-    head = conn.execute("select max(to_txid)::text from public.audit_seals").fetchone()[0]
+    (head,) = one(conn, "select max(to_txid)::text from public.audit_seals")
     if head is not None:
-        waiting = conn.execute(
-            f"select count(*) from public.{name} where txid >= %s::xid8", (head,)
-        ).fetchone()[0]
+        (waiting,) = one(
+            conn, f"select count(*) from public.{name} where txid >= %s::xid8", (head,)
+        )
         if waiting:
             log.warning("retention: %s has %d row(s) not sealed yet; next pass", month, waiting)
             return MonthOutcome(month, rows, "waiting_for_seals")
@@ -256,9 +263,7 @@ def _lines(conn: psycopg.Connection, name: str) -> Iterator[bytes]:
 
 def covering_seals(conn: psycopg.Connection, name: str) -> list[dict[str, Any]]:
     """Every seal whose txid range overlaps the partition's rows, leaves included."""
-    low, high = conn.execute(
-        f"select min(txid)::text, max(txid)::text from public.{name}"
-    ).fetchone()
+    low, high = one(conn, f"select min(txid)::text, max(txid)::text from public.{name}")
     if low is None:
         return []
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:

@@ -266,14 +266,13 @@ def verify_archive(parts: Iterable[Any], checker: Checker) -> Report:
                 _add(report, "modified", seal["seal_no"], row.id, "differs from what was sealed")
     if not seals:
         raise NoSeals("the archive holds no seals: nothing can be verified")
-    previous = None
-    for seal in sorted(seals.values(), key=lambda seal: seal["seal_no"]):
-        follows = previous is not None and seal["seal_no"] == previous["seal_no"] + 1
+    chain = sorted(seals.values(), key=lambda seal: seal["seal_no"])
+    for previous, seal in zip(chain, chain[1:], strict=False):
+        follows = seal["seal_no"] == previous["seal_no"] + 1
         if follows and (
             seal["prev_hash"] != previous["hash"] or seal["from_txid"] != previous["to_txid"]
         ):
             _add(report, "broken_link", seal["seal_no"], None, "does not follow its previous")
-        previous = seal
-    report.head = previous["hash"].hex()
-    report.head_seal_no = previous["seal_no"]
+    report.head = chain[-1]["hash"].hex()
+    report.head_seal_no = chain[-1]["seal_no"]
     return report
