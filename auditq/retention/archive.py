@@ -20,9 +20,10 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import json
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -139,8 +140,12 @@ class Part:
     def seals(self) -> list[dict[str, Any]]:
         return [seal_from_json(seal) for seal in self.manifest["seals"]]
 
-    def lines(self) -> list[bytes]:
-        return gzip.decompress(self.rows_gz).splitlines()
+    def lines(self) -> Iterator[bytes]:
+        """The rows' lines, decompressed as they are read (a month never sits uncompressed
+        in memory)."""
+        with gzip.GzipFile(fileobj=io.BytesIO(self.rows_gz)) as rows:
+            for line in rows:
+                yield line.rstrip(b"\n")
 
     def problems(self) -> list[str]:
         """What is wrong with the files themselves (hash, counts), checked on read-back."""

@@ -8,6 +8,7 @@ each seal now misses) with a critical audit event, in the import's transaction.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 
@@ -49,8 +50,8 @@ def restore_month(settings: Settings, url: str, month: str, checker: Checker) ->
         with conn.transaction():
             for part in parts:
                 lines = part.lines()
-                for start in range(0, len(lines), BATCH):
-                    body = b"[" + b",".join(lines[start : start + BATCH]) + b"]"
+                while batch := list(itertools.islice(lines, BATCH)):
+                    body = b"[" + b",".join(batch) + b"]"
                     (count,) = one(
                         conn, "select public.audit_logs_import(%s::jsonb)", (body.decode(),)
                     )

@@ -119,7 +119,7 @@ def test_an_edited_archive_is_caught_offline(db, history, clean_db, tmp_path, ch
     config = settings(clean_db, tmp_path)
     retention_pass(config, now=NOW)
     part = parts(config.archive_url)[0]
-    lines = part.lines()
+    lines = list(part.lines())
     lines[1] = lines[1].replace(b"doc.read", b"doc.edit")
     import gzip
     import hashlib
