@@ -16,6 +16,6 @@ def insert_event(row: dict) -> None:
     _conn.execute(
         "insert into public.audit_logs (id, occurred_at, action, actor_id, metadata)"
         " values (%(id)s, %(occurred_at)s, %(action)s, %(actor_id)s, %(metadata)s::jsonb)"
-        " on conflict (id) do nothing",
+        " on conflict (id, occurred_at) do nothing",
         row,
     )
