@@ -64,7 +64,7 @@ class Settings(BaseSettings):
 
     # --- worker --------------------------------------------------------------------------
     batch_min: int = _env("AUDITQ_BATCH_MIN", default=50, gt=0)
-    batch_start: int = _env("AUDITQ_BATCH_START", default=500, gt=0)
+    batch_start: int | None = _env("AUDITQ_BATCH_START", default=None, gt=0)
     batch_max: int = _env("AUDITQ_BATCH_MAX", default=5_000, gt=0)
     batch_max_bytes: int = _env("AUDITQ_BATCH_MAX_BYTES", default=4_194_304, gt=0)
     batch_target_ms: int = _env("AUDITQ_BATCH_TARGET_MS", default=500, gt=0)
@@ -240,7 +240,8 @@ class Settings(BaseSettings):
             raise ValueError("AUDITQ_STORE=supabase needs SUPABASE_URL")
         if self.store == "postgres" and not self.database_url:
             raise ValueError("AUDITQ_STORE=postgres needs DATABASE_URL")
-        if not self.batch_min <= self.batch_start <= self.batch_max:
+        start = self.batch_min if self.batch_start is None else self.batch_start
+        if not self.batch_min <= start <= self.batch_max:
             raise ValueError("AUDITQ_BATCH_MIN <= AUDITQ_BATCH_START <= AUDITQ_BATCH_MAX must hold")
         return self
 

@@ -50,7 +50,8 @@ MEANINGS = {
     "AUDITQ_MAX_EVENT_BYTES": "Largest accepted event, as JSON.",
     # worker
     "AUDITQ_BATCH_MIN": "Smallest batch the adaptive sizing shrinks to.",
-    "AUDITQ_BATCH_START": "Batch size a worker starts with.",
+    "AUDITQ_BATCH_START": "Batch size a worker starts with. Unset: each store's own (2,000 on"
+    " the postgres store's COPY, 1,000 through PostgREST), within MIN and MAX.",
     "AUDITQ_BATCH_MAX": "Largest batch the adaptive sizing grows to.",
     "AUDITQ_BATCH_MAX_BYTES": "Largest batch in serialized bytes, whatever its count.",
     "AUDITQ_BATCH_TARGET_MS": "Batch insert time the sizing aims for: it grows below, shrinks"
