@@ -22,8 +22,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from auditq.keys import GROUP, Keys
-from auditq.producer import enqueue_call, entry_ids
+from auditq.keys import GROUP, Keys, shard_keys
+from auditq.producer import OnFull, ShardPicker, Spill, enqueue_call, entry_ids, shard_bound
 
 ENQUEUE_LUA = (Path(__file__).parent / "lua" / "enqueue.lua").read_text()
 REASON_CHARS = 2000  # a dead letter's reason, at most
@@ -32,17 +32,39 @@ TRUNCATED_KEEP = 4096  # bytes kept of an oversized dead event: enough to tell w
 
 
 def connect(url: str, timeout: float | None = None, **kwargs) -> redis.Redis:
-    """A Redis client with bounded waits and no silent retries.
+    """A Redis client with bounded waits and no silent retries; a ``RedisCluster`` when
+    ``url`` names any node of a Redis Cluster (the same commands, routed by key slot).
 
     ``rediss://`` on Heroku presents a self-signed certificate, so it is not verified
     (the connection is still encrypted); a URL may override with ``ssl_cert_reqs``.
     """
-    return redis.Redis.from_url(url, **_options(url, timeout, Retry, kwargs))
+    options = _options(url, timeout, Retry, kwargs)
+    if is_cluster(url, options):
+        return redis.RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+    return redis.Redis.from_url(url, **options)
 
 
 def connect_async(url: str, timeout: float | None = None, **kwargs) -> redis.asyncio.Redis:
-    """The same client for asyncio (AsyncAuditClient)."""
-    return redis.asyncio.Redis.from_url(url, **_options(url, timeout, AsyncRetry, kwargs))
+    """The same client for asyncio (AsyncAuditClient).
+
+    Cluster detection is one blocking probe here, at construction, bounded by ``timeout``;
+    the cluster client itself connects on first use.
+    """
+    options = _options(url, timeout, AsyncRetry, kwargs)
+    if is_cluster(url, _options(url, timeout, Retry, kwargs)):
+        return redis.asyncio.RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+def is_cluster(url: str, options: dict | None = None) -> bool:
+    """Whether the server at ``url`` runs in cluster mode (``INFO cluster``, which every
+    Redis answers). Unreachable: False, so a producer still starts while Redis is down
+    (and fails fast per call, as without a cluster)."""
+    try:
+        with redis.Redis.from_url(url, **(options or {})) as probe:
+            return bool(probe.info("cluster").get("cluster_enabled"))
+    except redis.RedisError:
+        return False
 
 
 def _options(url: str, timeout: float | None, retry: type, kwargs: dict) -> dict:
@@ -74,10 +96,13 @@ class Depth:
 
 
 class Queue:
-    def __init__(self, client: redis.Redis, keys: Keys, max_len: int):
+    """One stream (one shard of the queue; shard 0 when AUDITQ_SHARDS is 1)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, max_len: int, shard: int = 0):
         self.redis = client
         self.keys = keys
         self.max_len = max_len
+        self.shard = shard  # events without an id get one derived from (entry id, shard)
         self._enqueue = client.register_script(ENQUEUE_LUA)
 
     # --- producer side ------------------------------------------------------------------
@@ -218,6 +243,30 @@ class Queue:
         self.ack([entry.id for entry, _ in entries], target)
         if pipe is None:
             target.execute()
+
+
+class ShardedQueue:
+    """The producer's view of the queue: AUDITQ_SHARDS streams, each bounded by its share
+    of AUDITQ_MAX_QUEUE; an event goes to its tenant's shard (else the call's turn) and
+    spills to the next shards while its own is full (``auditq.producer.Spill``)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, shards: int, max_queue: int):
+        bound = shard_bound(max_queue, shards)
+        self.shards = [
+            Queue(client, keys, bound, shard=i) for i, keys in enumerate(shard_keys(prefix, shards))
+        ]
+        self.picker = ShardPicker(shards)
+
+    def enqueue(
+        self, items: list[tuple[str, str]], tenants: list[str | None], on_full: OnFull = "drop"
+    ) -> list[str | None]:
+        """Like ``Queue.enqueue``; ``tenants`` (one per item) choose the shards."""
+        spill = Spill(self.picker.pick(tenants), len(self.shards), on_full)
+        while calls := spill.calls():
+            for shard, indexes, mode in calls:
+                picked = [items[i] for i in indexes]
+                spill.record(indexes, self.shards[shard].enqueue(picked, mode))
+        return spill.ids
 
 
 def age_of_first(xrange_reply: list, now: float | None = None) -> float:

@@ -99,7 +99,14 @@ class BatchInserter:
         sizes: list[int] = []
         for entry in entries:
             try:
-                items.append((entry, decode_entry(entry.id, entry.fields, self.max_event_bytes)))
+                items.append(
+                    (
+                        entry,
+                        decode_entry(
+                            entry.id, entry.fields, self.max_event_bytes, self.queue.shard
+                        ),
+                    )
+                )
                 sizes.append(len(entry.fields.get(b"event", b"")))
             except Exception as error:  # whatever it is, it is this entry's fault
                 outcome.dead.append((entry, reason(error)))
