@@ -37,6 +37,7 @@ from auditq.events import AuditEvent
 from auditq.keys import Keys, shard_keys
 from auditq.producer import Batch, Decision, LogResult
 from auditq.queue import ENQUEUE_LUA, connect_async
+from auditq.shards import RECORD_LUA, check_prefix
 from auditq.stats import Stats
 from auditq.stores import Store, StoreError, open_store
 
@@ -65,10 +66,12 @@ class AsyncAuditClient:
         self.redis = redis_client or connect_async(
             settings.redis_url, timeout=settings.redis_timeout
         )
+        check_prefix(self.redis, settings.prefix)
         self._script = self.redis.register_script(ENQUEUE_LUA)
         self._shards = shard_keys(settings.prefix, settings.shards)
         self._bound = producer.shard_bound(settings.max_queue, settings.shards)
         self._picker = producer.ShardPicker(settings.shards)
+        self._recorded = settings.shards == 1  # as ShardedQueue: noted on the first enqueue
         # Stats only fills pipelines here (``incr(..., pipe=...)``); this client executes them.
         self._stats = Stats(self.redis, self.keys)  # type: ignore[arg-type]
         self._store = store
@@ -131,6 +134,9 @@ class AsyncAuditClient:
                 picked = [items[i] for i in indexes]
                 keys, args = producer.enqueue_call(self._shards[shard], self._bound, picked, mode)
                 spill.record(indexes, producer.entry_ids(await self._script(keys=keys, args=args)))
+        if not self._recorded:
+            await self.redis.eval(RECORD_LUA, 1, self.keys.shards, len(self._shards))
+            self._recorded = True
         return spill.ids
 
     async def _count(self, counts: dict[str, int]) -> None:

@@ -29,7 +29,8 @@ from auditq.config import Settings, load_settings
 from auditq.events import AuditEvent
 from auditq.keys import Keys
 from auditq.producer import AuditUnavailable, Batch, Decision, LogResult
-from auditq.queue import ShardedQueue, connect
+from auditq.queue import connect
+from auditq.shards import ShardedQueue
 from auditq.stats import Stats
 from auditq.stores import Store, StoreError, open_store
 
@@ -42,7 +43,7 @@ class AuditClient:
         self.keys = Keys(settings.prefix)
         self.redis = redis_client or connect(settings.redis_url, timeout=settings.redis_timeout)
         self.queue = ShardedQueue(self.redis, settings.prefix, settings.shards, settings.max_queue)
-        self.stats = Stats(self.redis, self.keys)
+        self.stats = Stats(self.redis, self.keys, settings.shards)  # counts to shard 0
         self._store: Store | None = store
         self._store_lock = threading.Lock()
         self._unsent = producer.Unsent()

@@ -22,8 +22,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from auditq.keys import GROUP, Keys, shard_keys
-from auditq.producer import OnFull, ShardPicker, Spill, enqueue_call, entry_ids, shard_bound
+from auditq.keys import GROUP, Keys
+from auditq.producer import enqueue_call, entry_ids
 
 ENQUEUE_LUA = (Path(__file__).parent / "lua" / "enqueue.lua").read_text()
 REASON_CHARS = 2000  # a dead letter's reason, at most
@@ -243,30 +243,6 @@ class Queue:
         self.ack([entry.id for entry, _ in entries], target)
         if pipe is None:
             target.execute()
-
-
-class ShardedQueue:
-    """The producer's view of the queue: AUDITQ_SHARDS streams, each bounded by its share
-    of AUDITQ_MAX_QUEUE; an event goes to its tenant's shard (else the call's turn) and
-    spills to the next shards while its own is full (``auditq.producer.Spill``)."""
-
-    def __init__(self, client: redis.Redis, prefix: str, shards: int, max_queue: int):
-        bound = shard_bound(max_queue, shards)
-        self.shards = [
-            Queue(client, keys, bound, shard=i) for i, keys in enumerate(shard_keys(prefix, shards))
-        ]
-        self.picker = ShardPicker(shards)
-
-    def enqueue(
-        self, items: list[tuple[str, str]], tenants: list[str | None], on_full: OnFull = "drop"
-    ) -> list[str | None]:
-        """Like ``Queue.enqueue``; ``tenants`` (one per item) choose the shards."""
-        spill = Spill(self.picker.pick(tenants), len(self.shards), on_full)
-        while calls := spill.calls():
-            for shard, indexes, mode in calls:
-                picked = [items[i] for i in indexes]
-                spill.record(indexes, self.shards[shard].enqueue(picked, mode))
-        return spill.ids
 
 
 def age_of_first(xrange_reply: list, now: float | None = None) -> float:

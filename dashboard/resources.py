@@ -15,7 +15,8 @@ from flask import current_app
 from auditq.client import AuditClient
 from auditq.config import Settings
 from auditq.keys import Keys
-from auditq.queue import Queue, connect
+from auditq.queue import Depth, Queue, connect
+from auditq.shards import check_prefix, queue_depth, shard_count
 from auditq.stats import Stats
 from auditq.stores import Store, open_store
 
@@ -30,8 +31,8 @@ class Resources:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self.redis: redis.Redis = connect(settings.redis_url, timeout=REDIS_TIMEOUT)
-        self.queue = Queue(self.redis, self.keys, settings.max_queue)
-        self.stats = Stats(self.redis, self.keys)
+        check_prefix(self.redis, settings.prefix)
+        self.queue = Queue(self.redis, self.keys, settings.max_queue)  # shard 0's stream
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._audit: AuditClient | None = None
@@ -53,6 +54,18 @@ class Resources:
                 # events is opened by the client when first needed.
                 self._audit = AuditClient(self.settings)
             return self._audit
+
+    def shards(self) -> int:
+        """The shards to sum (AUDITQ_SHARDS, or the highest any process used): one GET."""
+        return shard_count(self.redis, self.keys, self.settings.shards)
+
+    def stats(self, shards: int) -> Stats:
+        """Counters read over ``shards`` shards (pass ``shards()``)."""
+        return Stats(self.redis, self.keys, shards)
+
+    def depth(self, shards: int, now: float | None = None) -> Depth:
+        """Queue length, dead letters and lag over ``shards`` shards."""
+        return queue_depth(self.redis, self.keys, shards, now)
 
     def workers(self, now: float | None = None) -> list[dict[str, Any]]:
         from dashboard.workers import list_workers

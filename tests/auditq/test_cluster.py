@@ -80,6 +80,14 @@ def test_any_node_of_a_cluster_gives_a_cluster_client_and_a_single_node_a_plain_
     assert type(connect_async(redis_url)) is redis.asyncio.Redis
 
 
+def test_a_prefix_without_a_hash_tag_is_refused_on_a_cluster_only(cluster_url, redis_url):
+    with pytest.raises(ConfigError, match="AUDITQ_PREFIX"):
+        AuditClient(load_settings(redis_url=cluster_url, prefix="audit"))
+    with pytest.raises(ConfigError, match="AUDITQ_PREFIX"):
+        AsyncAuditClient(load_settings(redis_url=cluster_url, prefix="audit"))
+    AuditClient(load_settings(redis_url=redis_url, prefix="audit")).close()
+
+
 # --- producers on the cluster ----------------------------------------------------------------
 
 
@@ -100,6 +108,8 @@ def test_events_spread_over_the_masters_and_a_tenant_stays_on_its_shard(cluster_
     # Each shard counts its own events; together they are every event.
     counted = [int(raw.hget(keys.counters, "enqueued")) for keys in shards]
     assert counted == [len(events) for events in per_shard]
+    assert client.stats.totals()["enqueued"] == 90  # read over the shards
+    assert raw.get(Keys(PREFIX).shards) == b"3"  # recorded for the workers
     client.close()
 
 
