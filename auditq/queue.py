@@ -114,22 +114,8 @@ class Queue:
         keys, args = enqueue_call(self.keys, self.max_len, items, on_full)
         return entry_ids(self._enqueue(keys=keys, args=args))
 
-    # --- what the dashboard and alerts read (each O(1) or O(log n)) -----------------------
-
     def length(self) -> int:
         return self.redis.xlen(self.keys.stream)
-
-    def depth(self, now: float | None = None) -> Depth:
-        """Queue length, dead letters and lag in one round trip (the dashboard's reads)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xlen(self.keys.stream)
-        pipe.xlen(self.keys.dead)
-        pipe.xrange(self.keys.stream, count=1)
-        length, dead, first = pipe.execute()
-        return Depth(length, dead, age_of_first(first, now))
-
-    def dead_length(self) -> int:
-        return self.redis.xlen(self.keys.dead)
 
     # --- consumer side ------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ import json
 import signal
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -19,21 +18,9 @@ from auditq.events import derived_id
 from auditq.keys import GROUP, Keys, shard_keys
 from auditq.queue import Queue, connect
 from tests.polling import wait_for
-from tests.worker.helpers import Workers, assert_exactly_once, make_events, row_count
+from tests.worker.helpers import assert_exactly_once, make_events, row_count
 
 PREFIX = "{audit}"
-
-
-@pytest.fixture
-def cluster_workers(tmp_path: Path, cluster_url: str, clean_db: str) -> Iterator[Workers]:
-    procs = Workers(tmp_path, cluster_url, clean_db)
-    try:
-        yield procs
-    finally:
-        for proc in procs.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
