@@ -6,7 +6,7 @@ lowered setting no longer feeds is still drained until empty (an empty stream co
 short read per drain run), and a raised setting reaches workers that have not restarted.
 
 Alerts, the dashboard and /metrics call ``shard_count`` and then read every shard through
-``Stats(client, keys, shards=...)`` and ``queue_depth``.
+``Stats(client, keys, shards=...)``, ``queue_depth`` and (alerts) ``last_two_minutes``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from auditq.config import ConfigError
 from auditq.keys import Keys, hash_tag, shard_keys
 from auditq.producer import OnFull, ShardPicker, Spill, shard_bound
 from auditq.queue import Depth, Queue, age_of_first
+from auditq.stats import Stats
 
 # Raise the stored count to ARGV[1] if that is higher; return what is stored then.
 RECORD_LUA = """
@@ -92,3 +93,13 @@ class ShardedQueue:
             record_shards(self.redis, self.keys, len(self.shards))
             self._recorded = True
         return spill.ids
+
+
+def last_two_minutes(
+    client: redis.Redis, keys: Keys, shards: int, minute: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The counters of ``minute`` and the minute before, each summed over the shards: what
+    the alert metrics weigh into "per minute" (``auditq.stats.window_weights``)."""
+    stats = Stats(client, keys, shards)
+    (_, previous), (_, current) = stats.series(2, now=(minute + 1) * 60 - 1)
+    return current, previous

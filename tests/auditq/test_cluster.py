@@ -14,6 +14,8 @@ from auditq.config import ConfigError, load_settings
 from auditq.keys import Keys, hash_tag, shard_keys, shard_prefix
 from auditq.producer import Spill, tenant_shard
 from auditq.queue import connect, connect_async
+from auditq.shards import last_two_minutes, queue_depth, record_shards, shard_count
+from auditq.stats import Stats, epoch_minute
 
 PREFIX = "{audit}"
 
@@ -144,3 +146,21 @@ def test_the_async_client_shards_the_same_way(cluster_url):
     for shard, events in enumerate(per_shard):
         assert {tenant_shard(e["tenant_id"], 3) for e in events} <= {shard}
     raw.close()
+
+
+def test_the_readers_sum_every_shard_ever_used(cluster_url):
+    # Producers once used 6 shards, now 3: readers configured with 3 still see all 6.
+    AuditClient(load_settings(redis_url=cluster_url, prefix=PREFIX, shards=6)).log_many(
+        [{"action": "a", "tenant_id": f"t{i}"} for i in range(40)]
+    )
+    client = AuditClient(load_settings(redis_url=cluster_url, prefix=PREFIX, shards=3))
+    client.log_many([{"action": "b"} for _ in range(10)])
+    raw, keys = client.redis, Keys(PREFIX)
+    assert record_shards(raw, keys, 3) == 6  # never lowered
+    shards = shard_count(raw, keys, 3)
+    assert shards == 6
+    assert queue_depth(raw, keys, shards).length == 50
+    current, previous = last_two_minutes(raw, keys, shards, epoch_minute())
+    assert current.get("enqueued", 0) + previous.get("enqueued", 0) == 50
+    assert Stats(raw, keys, shards).totals()["enqueued"] == 50
+    client.close()
