@@ -17,6 +17,7 @@ from auditq.config import load_settings
 from auditq.events import derived_id
 from auditq.keys import GROUP, Keys, shard_keys
 from auditq.queue import Queue, connect
+from auditq.shards import record_shards
 from tests.polling import wait_for
 from tests.worker.helpers import assert_exactly_once, make_events, row_count
 
@@ -123,3 +124,12 @@ def test_shards_raised_from_3_to_6_under_load_lose_nothing(
     assert all(int(n or 0) > 0 for n in per_shard[3:])  # the new shards got events
     wait_for(lambda: all_drained(cluster, 6), "all six shards drained", 180, cluster_workers.logs)
     assert_exactly_once(clean_db, set(queued))
+
+
+def test_shards_lowered_from_6_to_3_are_drained_until_empty(cluster_workers, cluster, clean_db):
+    # Producers used 6 shards (and said so); the worker is configured with 3.
+    expected = fill_shards(cluster, 6, 300)
+    record_shards(cluster, Keys(PREFIX), 6)
+    cluster_workers.start(prefix=PREFIX, shards=3)
+    wait_for(lambda: all_drained(cluster, 6), "all six shards drained", 120, cluster_workers.logs)
+    assert_exactly_once(clean_db, expected)
