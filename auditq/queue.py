@@ -93,6 +93,8 @@ class Depth:
     length: int
     dead: int
     lag: float  # seconds since the oldest queued event was added
+    lengths: tuple[int, ...] = ()  # per shard (AUDITQ_SHARDS), shard 0 first
+    deads: tuple[int, ...] = ()
 
 
 class Queue:

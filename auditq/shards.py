@@ -60,7 +60,7 @@ def queue_depth(client: redis.Redis, keys: Keys, shards: int, now: float | None 
     replies = pipe.execute()
     lengths, deads, firsts = replies[0::3], replies[1::3], replies[2::3]
     lag = max(age_of_first(first, now) for first in firsts)
-    return Depth(sum(lengths), sum(deads), lag)
+    return Depth(sum(lengths), sum(deads), lag, tuple(lengths), tuple(deads))
 
 
 class ShardedQueue:

@@ -6,10 +6,11 @@ depth (pydantic-core's parser refuses deep nesting with a ValueError, where ``js
 recurse), and anything else is shown as text, cut at SHOW_CHARS. An event the worker kept
 truncated (it was over AUDITQ_MAX_EVENT_BYTES) can be inspected and discarded, never
 requeued: what is left of it is not the event. Requeue sends the original event JSON
-through ``Queue.enqueue`` (the same bounded script producers use, ``on_full="reject"``),
-then XDELs the dead entry. An event that came without an ``id`` gets the one the worker
-derived from its original stream entry id and shard (and that entry's time), so requeueing
-cannot create a second row for an event that was in fact stored.
+through ``ShardedQueue.enqueue`` (the bounded script and shard choice producers use, with
+``on_full="reject"``), then XDELs the dead entry. An event that came without an ``id``
+gets the one the worker derived from its original stream entry id and shard (and that
+entry's time), so requeueing cannot create a second row for an event that was in fact
+stored.
 
 With AUDITQ_SHARDS each shard has its own dead-letter stream (it is written in the same
 transaction as the shard's ack); every function takes the ``shard`` to work on.
@@ -62,6 +63,12 @@ class DeadLetter:
     @property
     def action(self) -> str | None:
         value = (self.event or {}).get("action")
+        return value if isinstance(value, str) else None
+
+    @property
+    def tenant_id(self) -> str | None:
+        """Chooses the shard it is requeued to (AUDITQ_SHARDS), as for any event."""
+        value = (self.event or {}).get("tenant_id")
         return value if isinstance(value, str) else None
 
     @property
@@ -187,7 +194,7 @@ class Requeued:
 
 def requeue(res: Resources, entry_id: str, shard: int = 0) -> Requeued:
     letter = get(res, entry_id, shard)
-    (new_id,) = res.queue.enqueue([payload(letter)], on_full="reject")
+    (new_id,) = res.queue.enqueue([payload(letter)], [letter.tenant_id], on_full="reject")
     if new_id is None:
         return Requeued(queue_full=True)
     res.redis.xdel(dead_key(res, shard), letter.id)
@@ -215,7 +222,8 @@ def requeue_chunks(res: Resources, limit: int = MAX_REQUEUE_ALL, shard: int = 0)
         start = "(" + read[-1].id
         letters = [letter for letter in read if not letter.truncated]
         payloads = [payload(letter) for letter in letters]
-        new_ids = res.queue.enqueue(payloads, on_full="reject") if payloads else []
+        tenants = [letter.tenant_id for letter in letters]
+        new_ids = res.queue.enqueue(payloads, tenants, on_full="reject") if payloads else []
         chunk = Requeued(
             moved=[(lt, nid) for lt, nid in zip(letters, new_ids, strict=True) if nid is not None],
             truncated=len(read) - len(letters),

@@ -111,8 +111,16 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
     out["totals"] = totals
     # AUDITQ_SHARDS: each shard's own running totals, so a hot or stuck shard shows.
     out["shards"] = [
-        {"shard": i, "enqueued": c.get("enqueued", 0), "inserted": c.get("inserted", 0)}
-        for i, c in enumerate(per_shard)
+        {
+            "shard": i,
+            "length": length,
+            "dead_letters": dead,
+            "enqueued": c.get("enqueued", 0),
+            "inserted": c.get("inserted", 0),
+        }
+        for i, (c, length, dead) in enumerate(
+            zip(per_shard, depth.lengths, depth.deads, strict=True)
+        )
     ]
     out["window"] = {"minutes": minutes, "counters": window}
     batches = window.get("batches", 0)

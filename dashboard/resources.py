@@ -15,8 +15,8 @@ from flask import current_app
 from auditq.client import AuditClient
 from auditq.config import Settings
 from auditq.keys import Keys
-from auditq.queue import Depth, Queue, connect
-from auditq.shards import check_prefix, queue_depth, shard_count
+from auditq.queue import Depth, connect
+from auditq.shards import ShardedQueue, queue_depth, shard_count
 from auditq.stats import Stats
 from auditq.stores import Store, open_store
 
@@ -31,8 +31,8 @@ class Resources:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self.redis: redis.Redis = connect(settings.redis_url, timeout=REDIS_TIMEOUT)
-        check_prefix(self.redis, settings.prefix)
-        self.queue = Queue(self.redis, self.keys, settings.max_queue)  # shard 0's stream
+        # Where requeued dead letters go: the producers' shards, bounds and spilling.
+        self.queue = ShardedQueue(self.redis, settings.prefix, settings.shards, settings.max_queue)
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._audit: AuditClient | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from auditq.client import AuditClient
 from auditq.config import load_settings
 from auditq.events import decode_entry, derived_id
-from auditq.keys import Keys, shard_keys
+from auditq.keys import shard_keys
 from auditq.queue import connect
 from tests.dashboard.helpers import (
     API_TOKEN,
@@ -35,6 +35,7 @@ def test_stats_and_metrics_sum_every_shard_any_process_used(make_app, cluster_ur
     assert body["rates"]["enqueued_per_minute"] == 120
     assert len(body["shards"]) == 6
     assert sum(s["enqueued"] for s in body["shards"]) == 120
+    assert [s["length"] for s in body["shards"]] == [s["enqueued"] for s in body["shards"]]
     assert sum(1 for s in body["shards"] if s["enqueued"]) >= 2
 
     text = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
@@ -52,6 +53,7 @@ def test_dead_letters_of_every_shard_can_be_listed_requeued_and_discarded(make_a
     dead = add_dead_letter(raw, shard2, {"action": "no.id"}, entry_id="1700000000123-4")
     other = add_dead_letter(raw, shard2, {"action": "other.one"})
 
+    assert "per shard: 0 · 0 · 0" in admin.get("/").text  # the overview's breakdown
     index = admin.get("/dead-letters/").text
     assert "Shard 2 (2)" in index and "no.id" not in index  # shard 0's page, with a picker
     page = admin.get("/dead-letters/?shard=2").text
@@ -63,7 +65,7 @@ def test_dead_letters_of_every_shard_can_be_listed_requeued_and_discarded(make_a
     token = csrf_token(admin)
     response = admin.post(f"/dead-letters/{dead}/requeue?shard=2", data={"csrf_token": token})
     assert response.status_code == 303 and response.headers["Location"].endswith("?shard=2")
-    ((entry_id, fields),) = raw.xrange(Keys(PREFIX).stream)
+    ((entry_id, fields),) = [e for keys in shard_keys(PREFIX, 3) for e in raw.xrange(keys.stream)]
     # The id the worker derived in shard 2, so a requeue cannot make a second row.
     assert decode_entry(entry_id.decode(), fields, 65_536).id == derived_id("1700000000123-4", 2)
     admin.post(f"/dead-letters/{other}/discard?shard=2", data={"csrf_token": token})
