@@ -11,6 +11,7 @@ import redis.asyncio
 from auditq.async_client import AsyncAuditClient
 from auditq.client import AuditClient
 from auditq.config import ConfigError, load_settings
+from auditq.devtools.embedded import free_port
 from auditq.keys import Keys, hash_tag, shard_keys, shard_prefix
 from auditq.producer import Spill, tenant_shard
 from auditq.queue import connect, connect_async
@@ -80,6 +81,8 @@ def test_any_node_of_a_cluster_gives_a_cluster_client_and_a_single_node_a_plain_
     assert type(plain) is redis.Redis
     assert isinstance(connect_async(cluster_url, timeout=1.0), redis.asyncio.RedisCluster)
     assert type(connect_async(redis_url)) is redis.asyncio.Redis
+    # Nothing answering: a plain client, so a producer still starts (and fails fast per call).
+    assert type(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)) is redis.Redis
 
 
 def test_a_prefix_without_a_hash_tag_is_refused_on_a_cluster_only(cluster_url, redis_url):
