@@ -8,6 +8,7 @@ import sys
 
 from auditq.config import ConfigError, load_settings
 from auditq.devtools import demo, dev
+from auditq.seals import cli as seals_cli
 
 
 def _migrate(_args: argparse.Namespace) -> int:
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help="send demo audit traffic through REDIS_URL")
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(run=demo.main)
+    seals_cli.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

@@ -73,7 +73,7 @@ class AsyncAuditClient:
         self._picker = producer.ShardPicker(settings.shards)
         self._recorded = settings.shards == 1  # as ShardedQueue: noted on the first enqueue
         # Stats only fills pipelines here (``incr(..., pipe=...)``); this client executes them.
-        self._stats = Stats(self.redis, self.keys)  # type: ignore[arg-type]
+        self._stats = Stats(self.redis, self.keys)
         self._store = store
         self._store_opened = store is not None
         self._store_lock = asyncio.Lock()
@@ -102,7 +102,7 @@ class AsyncAuditClient:
 
         Raises EventError (naming the field) before anything is sent if any event is invalid.
         """
-        batch = Batch.of(events, self.settings.max_event_bytes)
+        batch = Batch.of(events, self.settings.max_event_bytes, self.settings.redact_key_set)
         for critical, indexes in batch.groups():
             events_, payloads = batch.pick(indexes)
             if critical:
@@ -144,7 +144,7 @@ class AsyncAuditClient:
         if not counts or self._unsent.hold(counts):
             return
         pipe = self.redis.pipeline(transaction=False)
-        self._stats.incr(counts, pipe=pipe)  # type: ignore[arg-type]
+        self._stats.incr(counts, pipe=pipe)
         try:
             await pipe.execute()
         except RedisError:

@@ -63,7 +63,7 @@ class AuditClient:
 
         Raises EventError (naming the field) before anything is sent if any event is invalid.
         """
-        batch = Batch.of(events, self.settings.max_event_bytes)
+        batch = Batch.of(events, self.settings.max_event_bytes, self.settings.redact_key_set)
         for critical, indexes in batch.groups():
             handle = self._log_critical if critical else self._enqueue_normal
             batch.decide(indexes, handle(*batch.pick(indexes)))

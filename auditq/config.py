@@ -8,6 +8,8 @@ to build their children's environment and the server's options.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
@@ -17,6 +19,8 @@ from pydantic import model_validator as _model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auditq.keys import hash_tag
+from auditq.redact import DEFAULT_KEYS as DEFAULT_REDACT_KEYS
+from auditq.redact import key_set
 
 
 class ConfigError(ValueError):
@@ -126,17 +130,62 @@ class Settings(BaseSettings):
         " is in front (see AUDITQ_TRUSTED_PROXIES).",
     )
 
+    # --- privacy ---------------------------------------------------------------------------
+    redact_keys: str = _env(
+        "AUDITQ_REDACT_KEYS",
+        default=",".join(DEFAULT_REDACT_KEYS),
+        description="Comma-separated metadata keys (case-insensitive, at any depth) whose"
+        ' values are replaced by "[redacted]" before an event is queued or stored, on every'
+        " path. Empty: redact nothing.",
+    )
+
     # --- alerts ----------------------------------------------------------------------------
-    # Every web and worker process runs the evaluator; a Redis lease (AUDITQ_ALERT_LEASE
-    # seconds, renewed each run) lets exactly one of them evaluate at a time.
+    # Every web and worker process runs the evaluator; a Redis lease and a lease row in the
+    # store (AUDITQ_ALERT_LEASE seconds, renewed each run) let exactly one of them evaluate
+    # at a time, also while one of the two is down (auditq/alerts/lease.py).
     alert_interval: float = _env("AUDITQ_ALERT_INTERVAL", default=5.0, gt=0, le=300)
     alert_lease: float = _env("AUDITQ_ALERT_LEASE", default=30.0, gt=0, le=3600)
     alerts_in_web: bool = _env("AUDITQ_ALERTS_IN_WEB", default=True)
     alert_http_timeout: float = _env("AUDITQ_ALERT_HTTP_TIMEOUT", default=10.0, gt=0, le=120)
     alert_max_attempts: int = _env("AUDITQ_ALERT_MAX_ATTEMPTS", default=12, ge=1, le=100)
     alert_retry_max: float = _env("AUDITQ_ALERT_RETRY_MAX", default=300.0, gt=0, le=86_400)
+    alert_allow_private: bool = _env(
+        "AUDITQ_ALERT_ALLOW_PRIVATE",
+        default=False,
+        description="Let alert channels (webhooks, Slack, PagerDuty URLs, SMTP hosts) reach"
+        " loopback, private and link-local addresses. Off: such destinations are refused when"
+        " a channel is saved and at every send. `python -m auditq dev` turns it on.",
+    )
     # Base URL of the dashboard, for links in notifications (optional).
     public_url: str | None = _env("AUDITQ_PUBLIC_URL", default=None)
+
+    # --- seals (auditq/seals) ----------------------------------------------------------------
+    seal_key: SecretStr | None = _env(
+        "AUDITQ_SEAL_KEY",
+        default=None,
+        description="Base64 of a 32-byte Ed25519 private seed that signs seals"
+        " (`python -m auditq keygen` makes one). Unset: workers do not seal.",
+    )
+    seal_public_key: str | None = _env(
+        "AUDITQ_SEAL_PUBLIC_KEY",
+        default=None,
+        description="Base64 Ed25519 public key that `verify` checks seals against"
+        " (derived from AUDITQ_SEAL_KEY when that is set).",
+    )
+    seal_interval: float = _env(
+        "AUDITQ_SEAL_INTERVAL",
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds between seal passes (one worker at a time, under a Redis lease).",
+    )
+    seal_grace: float = _env(
+        "AUDITQ_SEAL_GRACE",
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="Seconds a row waits after it was stored before a seal covers it.",
+    )
 
     @field_validator("redis_url")
     @classmethod
@@ -186,6 +235,22 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters")
         return value
 
+    @field_validator("seal_key")
+    @classmethod
+    def _seal_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        ed25519_key_bytes(value.get_secret_value())
+        return value
+
+    @field_validator("seal_public_key")
+    @classmethod
+    def _seal_public_key(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        ed25519_key_bytes(value)
+        return value.strip()
+
     @field_validator("url_prefix")
     @classmethod
     def _url_prefix(cls, value: str) -> str:
@@ -216,6 +281,10 @@ class Settings(BaseSettings):
         return 1 if self.dyno else 0
 
     @cached_property
+    def redact_key_set(self) -> frozenset[str]:
+        return key_set(self.redact_keys.split(","))
+
+    @cached_property
     def store_kind(self) -> Literal["supabase", "postgres"] | None:
         """Which store events go to, or None when nothing is configured."""
         if self.store != "auto":
@@ -227,20 +296,32 @@ class Settings(BaseSettings):
         return None
 
 
+def ed25519_key_bytes(text: str) -> bytes:
+    """The 32 bytes an Ed25519 key setting holds (standard or URL-safe base64)."""
+    try:
+        raw = base64.b64decode(text.strip().replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError("must be base64 of 32 bytes (python -m auditq keygen prints one)")
+    return raw
+
+
 def _describe(error: ValidationError) -> str:
     # Built from locations and messages only: pydantic's own str() includes the input
     # value, which for a key or a URL with a password would leak a secret.
     lines = []
     for err in error.errors(include_input=False, include_url=False):
         field = err["loc"][0] if err["loc"] else None
-        name = _ENV_NAMES.get(field, str(field)) if field else "configuration"
+        name = _ENV_NAMES.get(str(field), str(field)) if field else "configuration"
         message = err["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {message}" if field else message)
     return "invalid configuration: " + "; ".join(lines)
 
 
-_ENV_NAMES = {
-    name: field.validation_alias.choices[0]  # type: ignore[union-attr]
+_ENV_NAMES: dict[str, str] = {
+    # Every field is declared with _env(), whose alias lists the variable's name first.
+    name: str(field.validation_alias.choices[0])  # type: ignore[union-attr]
     for name, field in Settings.model_fields.items()
 }
 

@@ -14,11 +14,21 @@ from __future__ import annotations
 import math
 import socket
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from uuid6 import uuid7
+
+from auditq.redact import DEFAULT_KEY_SET, has_secret, redact
 
 # Namespace for ids derived from stream entry ids (events that came without an id):
 # the same entry always maps to the same UUID, so a redelivery cannot make a second row.
@@ -111,11 +121,17 @@ class AuditEvent(BaseModel):
 
     @field_validator("metadata")
     @classmethod
-    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problem = _unstorable(value, 1) if value else None
+    def _storable(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not value:
+            return value
+        problem = _unstorable(value, 1)
         if problem:
             raise ValueError(problem)
-        return value
+        # Secrets are replaced here, in the one model every path validates with, so none
+        # reaches the queue, the table or a log (auditq/redact.py). Callers pass the
+        # configured keys as validation context; without it the defaults apply.
+        keys = info.context.get("redact_keys", DEFAULT_KEY_SET) if info.context else DEFAULT_KEY_SET
+        return redact(value, keys) if keys and has_secret(value, keys) else value
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)
@@ -151,7 +167,7 @@ def _unstorable(value: dict | list | tuple | set | frozenset, depth: int) -> str
 
 
 def _has_nul(text: str | bytes) -> bool:
-    return ("\x00" if isinstance(text, str) else b"\x00") in text
+    return "\x00" in text if isinstance(text, str) else b"\x00" in text
 
 
 def _field_error(error: ValidationError) -> EventError:
@@ -164,12 +180,22 @@ def _field_error(error: ValidationError) -> EventError:
     return EventError(field, message)
 
 
-def build_event(data: dict[str, Any]) -> AuditEvent:
-    """Validate a dict into an event, raising EventError that names the bad field."""
+def build_event(
+    data: dict[str, Any] | AuditEvent, redact_keys: frozenset[str] = DEFAULT_KEY_SET
+) -> AuditEvent:
+    """Validate a dict into an event, raising EventError that names the bad field.
+
+    An event built already (``AuditEvent(...)``) was validated with the default redact
+    keys; it is redacted again with ``redact_keys``, the configured ones.
+    """
+    if isinstance(data, AuditEvent):
+        if redact_keys and has_secret(data.metadata, redact_keys):
+            return data.model_copy(update={"metadata": redact(data.metadata, redact_keys)})
+        return data
     if not isinstance(data, dict):
         raise EventError("event", "must be a JSON object")
     try:
-        return AuditEvent.model_validate(data)
+        return AuditEvent.model_validate(data, context={"redact_keys": redact_keys})
     except ValidationError as error:
         raise _field_error(error) from None
 
@@ -204,7 +230,11 @@ def entry_time(entry_id: str) -> datetime:
 
 
 def decode_entry(
-    entry_id: str, fields: dict[bytes | str, bytes | str], max_bytes: int, shard: int = 0
+    entry_id: str,
+    fields: Mapping[Any, bytes | str],
+    max_bytes: int,
+    redact_keys: frozenset[str] = DEFAULT_KEY_SET,
+    shard: int = 0,
 ) -> AuditEvent:
     """Turn one stream entry into an event, filling the id and time it may lack.
 
@@ -218,7 +248,7 @@ def decode_entry(
         raise EventError("event", f"is {len(raw)} bytes, over the {max_bytes}-byte limit")
     # Parsing and validating in one step (pydantic-core) halves the worker's cost per event.
     try:
-        event = AuditEvent.model_validate_json(raw)
+        event = AuditEvent.model_validate_json(raw, context={"redact_keys": redact_keys})
     except ValidationError as error:
         first = error.errors(include_input=False, include_url=False)[0]
         if first["type"] == "json_invalid":

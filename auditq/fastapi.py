@@ -97,7 +97,7 @@ class Audit(web.Integration[AsyncAuditClient]):
                 await self._context(scope),
                 {
                     "category": category,
-                    **web.route_fields(method, getattr(route, "path", scope["path"]), status),
+                    **web.route_fields(method, str(getattr(route, "path", scope["path"])), status),
                 },
             ),
         )

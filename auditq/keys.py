@@ -88,8 +88,18 @@ class Keys:
         return f"{self.prefix}:lock:{name}"
 
     @property
+    def seal_pass(self) -> str:
+        """JSON: the last seal pass (when, seals, rows, head, error), written by the sealer."""
+        return f"{self.prefix}:seals:pass"
+
+    @property
+    def seal_verify(self) -> str:
+        """JSON: the last verify result the dashboard ran (ok, counts, head, findings)."""
+        return f"{self.prefix}:seals:verify"
+
+    @property
     def alerts_status(self) -> str:
-        """The alert evaluator's last run (JSON), for the alerts page."""
+        """JSON the alert evaluator writes after each run: when, who, what it measured."""
         return f"{self.prefix}:alerts:status"
 
     def revoked_session(self, session_id: str) -> str:
@@ -100,3 +110,14 @@ class Keys:
         """Counter of the dashboard's login attempts by ``who`` (``ip:<address>`` or
         ``login:<role>``) in one fixed window; expires with it."""
         return f"{self.prefix}:ratelimit:login:{window}:{who}"
+
+    @property
+    def alerts_config(self) -> str:
+        """JSON copy of the last rules, channels and silences read from the store, so an
+        evaluator started while the store is down still knows them (channel secrets included)."""
+        return f"{self.prefix}:alerts:config"
+
+    @property
+    def alerts_states(self) -> str:
+        """Hash: rule id -> JSON of its alert state, the copy that outlives a store outage."""
+        return f"{self.prefix}:alerts:states"

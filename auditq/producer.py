@@ -100,9 +100,15 @@ class Batch:
     _decisions: dict[int, Decision] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, events: Iterable[dict[str, Any] | AuditEvent], max_bytes: int) -> Batch:
-        """Validate all first: raises EventError (naming the field) before anything is sent."""
-        built = [e if isinstance(e, AuditEvent) else build_event(e) for e in events]
+    def of(
+        cls,
+        events: Iterable[dict[str, Any] | AuditEvent],
+        max_bytes: int,
+        redact_keys: frozenset[str],
+    ) -> Batch:
+        """Validate all first: raises EventError (naming the field) before anything is sent;
+        secrets are redacted (AUDITQ_REDACT_KEYS) before anything is encoded."""
+        built = [build_event(e, redact_keys) for e in events]
         return cls(built, [encode(e, max_bytes) for e in built])
 
     def groups(self) -> Iterator[tuple[bool, list[int]]]:

@@ -24,6 +24,7 @@ from redis.retry import Retry
 
 from auditq.keys import GROUP, Keys
 from auditq.producer import enqueue_call, entry_ids
+from auditq.redact import DEFAULT_KEY_SET, redact_raw
 
 ENQUEUE_LUA = (Path(__file__).parent / "lua" / "enqueue.lua").read_text()
 REASON_CHARS = 2000  # a dead letter's reason, at most
@@ -40,7 +41,7 @@ def connect(url: str, timeout: float | None = None, **kwargs) -> redis.Redis:
     """
     options = _options(url, timeout, Retry, kwargs)
     if is_cluster(url, options):
-        return redis.RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+        return redis.RedisCluster.from_url(url, **options)
     return redis.Redis.from_url(url, **options)
 
 
@@ -52,7 +53,7 @@ def connect_async(url: str, timeout: float | None = None, **kwargs) -> redis.asy
     """
     options = _options(url, timeout, AsyncRetry, kwargs)
     if is_cluster(url, _options(url, timeout, Retry, kwargs)):
-        return redis.asyncio.RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+        return redis.asyncio.RedisCluster.from_url(url, **options)
     return redis.asyncio.Redis.from_url(url, **options)
 
 
@@ -217,17 +218,19 @@ class Queue:
         pipe: redis.client.Pipeline | None = None,
         *,
         max_bytes: int,
+        redact_keys: frozenset[str] = DEFAULT_KEY_SET,
     ) -> None:
         """Move entries to the dead-letter stream with their reasons, then ack them.
 
         An event over ``max_bytes`` (AUDITQ_MAX_EVENT_BYTES) can never be stored, so only
-        its first TRUNCATED_KEEP bytes are kept, for inspection, with its size noted.
+        its first TRUNCATED_KEEP bytes are kept, for inspection, with its size noted. The
+        entry was refused before its secrets were redacted, so they are redacted here.
         """
         if not entries:
             return
         target = pipe if pipe is not None else self.redis.pipeline(transaction=True)
         for entry, reason in entries:
-            target.xadd(self.keys.dead, _dead_fields(entry, reason, max_bytes))
+            target.xadd(self.keys.dead, _dead_fields(entry, reason, max_bytes, redact_keys))
         self.ack([entry.id for entry, _ in entries], target)
         if pipe is None:
             target.execute()
@@ -244,10 +247,13 @@ def age_of_first(xrange_reply: list, now: float | None = None) -> float:
     return max(0.0, (time.time() if now is None else now) - added_ms / 1000)
 
 
-def _dead_fields(entry: Entry, reason: str, max_bytes: int) -> dict[str, str | bytes | int]:
+def _dead_fields(
+    entry: Entry, reason: str, max_bytes: int, redact_keys: frozenset[str]
+) -> dict[str, str | bytes | int]:
     event = entry.fields.get(b"event")
     if event is None:  # keep whatever the producer sent, readable, for inspection
         event = json.dumps({_text(k): _text(v) for k, v in entry.fields.items()}).encode()
+    event = redact_raw(event, redact_keys, max_bytes)
     fields: dict[str, str | bytes | int] = {
         "event": event,
         "reason": reason[:REASON_CHARS],

@@ -51,7 +51,7 @@ class Integration(Generic[Client]):
     def client(self) -> Client:
         if self._client is None:
             self._client = self.client_class.from_env()
-        return self._client  # type: ignore[return-value]
+        return self._client
 
     @property
     def verifier(self) -> TokenVerifier:

@@ -31,16 +31,30 @@ from auditq.devtools.embedded import (  # noqa: E402
     create_supabase_roles,
 )
 from auditq.migrate import apply_migrations  # noqa: E402
-from tests.services import LocalSupabase  # noqa: E402
+from bench.nginx import NginxProxy  # noqa: E402
+from tests.services import LocalSupabase, PostgRESTServer, make_jwt  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
+
+
+@dataclass
+class NativeSupabase:
+    """PostgREST behind nginx: SUPABASE_URL and the service-role key, as the apps see them."""
+
+    server: PostgRESTServer
+    proxy: NginxProxy
+    service_key: str
+
+    @property
+    def url(self) -> str:
+        return self.proxy.url
 
 
 @dataclass
 class Services:
     redis: RedisServer
     postgres: PostgresServer
-    supabase: LocalSupabase
+    supabase: NativeSupabase
 
     @property
     def dsn(self) -> str:
@@ -58,8 +72,32 @@ def services() -> Iterator[Services]:
             create_supabase_roles(pg.dsn)
             apply_migrations(pg.dsn)
             db_uri = pg.dsn_for("authenticator", DEV_AUTHENTICATOR_PASSWORD)
-            with LocalSupabase(base / "postgrest", db_uri) as supabase:
+            # The tests' Python gateway would spend CPU on these cores for every request
+            # and throttle the baseline: a native proxy, as Supabase's own gateway is.
+            secret = LocalSupabase.jwt_secret
+            with (
+                PostgRESTServer(base / "postgrest", db_uri, secret) as postgrest,
+                NginxProxy(base / "nginx", f"{postgrest.host}:{postgrest.port}") as proxy,
+            ):
+                supabase = NativeSupabase(postgrest, proxy, make_jwt("service_role", secret))
                 yield Services(redis_server, pg, supabase)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds a process and its children have used: its own, its reaped children's
+    (backends that exited) and its live descendants'. Differences of two readings count a
+    child that exited in between exactly once."""
+    try:
+        proc = psutil.Process(pid)
+        times = proc.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child_times = child.cpu_times()
+                total += child_times.user + child_times.system
+    except psutil.NoSuchProcess:
+        return 0.0
+    return total
 
 
 def percentile(samples: list[float], q: float) -> float:

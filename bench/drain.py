@@ -4,9 +4,10 @@
 
 From a backlog of --events queued events, time how long 1 and 2 `python -m worker`
 processes take to land every row in audit_logs, per store (postgres: COPY path; supabase:
-supabase-py through PostgREST). Baselines in the same run, with the same rows:
+PostgREST behind nginx), and the CPU the workers and the store's processes spend per
+event. Baselines in the same run, with the same rows:
 - raw bulk insert straight into the same store (COPY of each batch; PostgREST bulk POST of
-  the same batch size through the same gateway),
+  the same batch size through the same native proxy, nginx),
 - the original plan (LPUSH/RPOP, batches of 100 every 5 s),
 - an RQ worker inserting one event per job.
 Also sweeps fixed batch sizes (one worker, postgres store) for the throughput chart.
@@ -21,16 +22,19 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import httpx
+import orjson
 import psycopg
 import redis
-from common import ROOT, Services, save, services, table
+from common import ROOT, Services, cpu_seconds, save, services, table
 from rq import Queue as RQQueue
 
 from auditq.client import AuditClient
 from auditq.config import load_settings
-from auditq.events import build_event, to_row
+from auditq.events import ROW_COLUMNS, build_event, to_row
+from auditq.keys import GROUP
 from auditq.stores.postgres import PostgresStore
 from bench.jobs import insert_event
 
@@ -91,21 +95,68 @@ def worker_env(svc: Services, store: str, **knobs: object) -> dict[str, str]:
     return env
 
 
-def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object) -> float:
+@dataclass
+class Run:
+    """One timed drain: events/s and the CPU each side spent per event, in microseconds."""
+
+    rate: float
+    client_us: float  # the worker processes (auditq) or the baseline script (raw)
+    store_us: float  # Postgres, plus PostgREST on the supabase store
+    proxy_us: float  # nginx in front of PostgREST (supabase store only)
+
+
+class CpuMeter:
+    """CPU seconds of the store's processes between start() and stop()."""
+
+    def __init__(self, svc: Services, store: str) -> None:
+        self.store_pids = [svc.postgres.pid]
+        self.proxy_pids: list[int] = []
+        if store == "supabase":
+            self.store_pids.append(svc.supabase.server.pid)
+            self.proxy_pids.append(svc.supabase.proxy.pid)
+
+    def _read(self) -> tuple[float, float]:
+        return (
+            sum(cpu_seconds(pid) for pid in self.store_pids),
+            sum(cpu_seconds(pid) for pid in self.proxy_pids),
+        )
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self) -> tuple[float, float]:
+        end = self._read()
+        return end[0] - self._start[0], end[1] - self._start[1]
+
+
+def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object) -> Run:
     truncate(svc.dsn)
     fill(svc, n)
     env = worker_env(svc, store, **knobs)
+    client = redis.Redis.from_url(svc.redis.url)
+    meter = CpuMeter(svc, store)
     procs = [
         subprocess.Popen([sys.executable, "-m", "worker"], env=env, cwd=ROOT)
         for _ in range(workers)
     ]
     try:
-        while row_count(svc.dsn) < n:
-            time.sleep(0.05)
+        # CPU from each worker's first heartbeat (after imports and connects) on: start-up
+        # is not drain work. Polled often, so at most a few ms of draining go uncounted.
+        while client.zcard("audit:workers") < workers:
+            time.sleep(0.005)
+        meter.start()
+        worker_start = sum(cpu_seconds(p.pid) for p in procs)
+        # Watched in Redis, not with count(*) on the table, which would cost the store CPU
+        # the run is measured by: an entry is acked (and deleted) only after its commit,
+        # so an empty stream with nothing pending means every row is stored.
+        while client.xlen("audit:events") or client.xpending("audit:events", GROUP)["pending"]:
+            time.sleep(0.02)
         finished = time.time()
+        worker_cpu = sum(cpu_seconds(p.pid) for p in procs) - worker_start
+        store_cpu, proxy_cpu = meter.stop()
+        assert row_count(svc.dsn) == n
         # From the first worker ready (its own started_at, after imports and connects) to
         # the last row: interpreter start-up is not drain time.
-        client = redis.Redis.from_url(svc.redis.url)
         members = client.zrange("audit:workers", 0, -1)
         started = min(float(client.hget(b"audit:worker:" + m, "started_at")) for m in members)
         elapsed = finished - started
@@ -114,45 +165,75 @@ def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object)
             proc.terminate()
         for proc in procs:
             proc.wait(30)
-    return n / elapsed
+    per_event = 1e6 / n
+    return Run(n / elapsed, worker_cpu * per_event, store_cpu * per_event, proxy_cpu * per_event)
 
 
-def raw_copy_rate(svc: Services, n: int) -> float:
+def _timed_raw(svc: Services, store: str, n: int, insert) -> Run:
+    meter = CpuMeter(svc, store)
+    meter.start()
+    cpu = time.process_time()
+    started = time.perf_counter()
+    insert()
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    # The baseline's backend exits as its connection closes: its CPU counts once the
+    # postmaster has reaped it.
+    time.sleep(0.5)
+    store_cpu, proxy_cpu = meter.stop()
+    per_event = 1e6 / n
+    return Run(n / elapsed, cpu * per_event, store_cpu * per_event, proxy_cpu * per_event)
+
+
+def raw_copy_rate(svc: Services, n: int) -> Run:
     truncate(svc.dsn)
     rows = [build_event(e) for e in events(n)]
     cols = "id, occurred_at, action, actor_id, target_type, target_id, tenant_id, ip, metadata"
-    started = time.perf_counter()
-    with psycopg.connect(svc.dsn) as conn:
-        for start in range(0, n, BATCH):
-            with conn.cursor().copy(f"copy public.audit_logs ({cols}) from stdin") as copy:
-                for e in rows[start : start + BATCH]:
-                    copy.write_row(
-                        (
-                            e.id,
-                            e.occurred_at,
-                            e.action,
-                            e.actor_id,
-                            e.target_type,
-                            e.target_id,
-                            e.tenant_id,
-                            e.ip,
-                            psycopg.types.json.Jsonb(e.metadata),
+
+    def insert() -> None:
+        with psycopg.connect(svc.dsn) as conn:
+            for start in range(0, n, BATCH):
+                with conn.cursor().copy(f"copy public.audit_logs ({cols}) from stdin") as copy:
+                    for e in rows[start : start + BATCH]:
+                        copy.write_row(
+                            (
+                                e.id,
+                                e.occurred_at,
+                                e.action,
+                                e.actor_id,
+                                e.target_type,
+                                e.target_id,
+                                e.tenant_id,
+                                e.ip,
+                                psycopg.types.json.Jsonb(e.metadata),
+                            )
                         )
-                    )
-            conn.commit()
-    return n / (time.perf_counter() - started)
+                conn.commit()
+
+    return _timed_raw(svc, "postgres", n, insert)
 
 
-def raw_postgrest_rate(svc: Services, n: int) -> float:
+def raw_postgrest_rate(svc: Services, n: int) -> Run:
+    """One client POSTing the prepared rows in BATCH-row bodies, as a plain script would."""
     truncate(svc.dsn)
     rows = [to_row(build_event(e), "queue") for e in events(n)]
     key = svc.supabase.service_key
-    headers = {"apikey": key, "Authorization": f"Bearer {key}", "Prefer": "return=minimal"}
-    started = time.perf_counter()
-    with httpx.Client(base_url=f"{svc.supabase.url}/rest/v1", headers=headers, timeout=60) as h:
-        for start in range(0, n, BATCH):
-            h.post("/audit_logs", json=rows[start : start + BATCH]).raise_for_status()
-    return n / (time.perf_counter() - started)
+    headers = {
+        "apikey": key,
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "Prefer": "return=minimal",
+    }
+    params = {"columns": ",".join(ROW_COLUMNS)}
+
+    def insert() -> None:
+        url = f"{svc.supabase.url}/rest/v1"
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as h:
+            for start in range(0, n, BATCH):
+                body = orjson.dumps(rows[start : start + BATCH])
+                h.post("/audit_logs", params=params, content=body).raise_for_status()
+
+    return _timed_raw(svc, "supabase", n, insert)
 
 
 def original_plan_rate(svc: Services, seconds: float) -> float:
@@ -211,8 +292,10 @@ def main() -> None:
     parser.add_argument("--plan-seconds", type=float, default=15)
     parser.add_argument("--sweep", default="100,500,1000,2000,5000")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of baseline + auditq")
+    parser.add_argument("--stores", default="postgres,supabase")
     args = parser.parse_args()
     n = args.events
+    load = os.getloadavg()
 
     raw_rate = {"postgres": raw_copy_rate, "supabase": raw_postgrest_rate}
     with services() as svc:
@@ -222,32 +305,37 @@ def main() -> None:
         # auditq runs it is compared with, and the table keeps each ratio's median round.
         raw: dict[str, float] = {}
         rows = []
-        for store in ("postgres", "supabase"):
-            rounds = []
+        for store in args.stores.split(","):
+            rounds: list[tuple[Run, dict[int, Run]]] = []
             for _ in range(args.repeat):
                 base = raw_rate[store](svc, n)
                 rounds.append((base, {w: drain_rate(svc, store, n, w) for w in (1, 2)}))
-            raw[store] = statistics.median(base for base, _ in rounds)
+            raw[store] = statistics.median(base.rate for base, _ in rounds)
+            mid = len(rounds) // 2
+            base = sorted((b for b, _ in rounds), key=lambda r: r.rate)[mid]
+            rows.append([store, "raw", f"{base.rate:,.0f}", "", 1.0, "", *_cpu(base), "", ""])
             for workers in (1, 2):
                 ratios = sorted(
-                    (rates[workers] / base, rates[workers], base) for base, rates in rounds
+                    ((runs[workers].rate / b.rate, runs[workers], b) for b, runs in rounds),
+                    key=lambda r: r[0],
                 )
-                ratio, rate, base = ratios[len(ratios) // 2]
+                ratio, run, b = ratios[mid]
                 rows.append(
                     [
                         store,
                         workers,
-                        f"{rate:,.0f}",
-                        f"{base:,.0f}",
+                        f"{run.rate:,.0f}",
+                        f"{b.rate:,.0f}",
                         ratio,
-                        f"{min(r[0] for r in ratios):.2f}-{max(r[0] for r in ratios):.2f}",
-                        rate / rq,
-                        rate / plan,
+                        f"{ratios[0][0]:.2f}-{ratios[-1][0]:.2f}",
+                        *_cpu(run),
+                        f"{run.rate / rq:,.0f}",
+                        f"{run.rate / plan:,.0f}",
                     ]
                 )
         sweep = []
-        for size in [int(s) for s in args.sweep.split(",")]:
-            rate = drain_rate(
+        for size in [int(s) for s in args.sweep.split(",") if s]:
+            run = drain_rate(
                 svc,
                 "postgres",
                 min(n, 100_000),
@@ -256,39 +344,57 @@ def main() -> None:
                 batch_start=size,
                 batch_max=size,
             )
-            sweep.append([size, f"{rate:,.0f}", rate / raw["postgres"]])
+            sweep.append([size, f"{run.rate:,.0f}", run.rate / raw["postgres"]])
+    after = os.getloadavg()
 
     body = table(
         [
             "store",
             "workers",
-            "auditq events/s",
-            "raw bulk events/s",
+            "events/s",
+            "raw bulk events/s (same round)",
             "ratio to raw (median)",
             "ratio range",
-            "ratio to RQ",
-            "ratio to original plan",
+            "client CPU us/event",
+            "store CPU us/event",
+            "proxy CPU us/event",
+            "x RQ",
+            "x original plan",
         ],
         rows,
     )
     body += (
+        f"\n\nMedian of {args.repeat} rounds, each a baseline run followed by the auditq runs "
+        "it is compared with; the `raw` row is the median baseline round. CPU per event: "
+        "client = the worker processes (from their first heartbeat) or the baseline script; "
+        "store = Postgres (postmaster and backends), plus PostgREST on the supabase store; "
+        "proxy = nginx."
         f"\n\nBaselines: raw bulk = {BATCH}-row COPY (postgres) or PostgREST bulk POST "
-        f"(supabase) of the same rows; RQ one insert per job = {rq:,.1f} events/s "
-        f"({args.rq_events} jobs, `rq worker --burst`); original plan (100 per 5 s) = "
-        f"{plan:,.1f} events/s over {args.plan_seconds:.0f} s. PostgREST is reached "
-        "through the test gateway (a Python proxy) in both the auditq and the raw runs."
+        f"(supabase; orjson body, return=minimal, columns=) of the same rows; RQ one insert "
+        f"per job = {rq:,.1f} events/s ({args.rq_events} jobs, `rq worker --burst`); original "
+        f"plan (100 per 5 s) = {plan:,.1f} events/s over {args.plan_seconds:.0f} s. PostgREST "
+        "is reached through nginx (bench/nginx.py, a native proxy as Supabase's gateway is) "
+        "in both the auditq and the raw runs."
+        f"\n\nLoad average (1/5/15 min) at the start: {load[0]:.2f} / {load[1]:.2f} / "
+        f"{load[2]:.2f}, at the end: {after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f} "
+        f"on {os.cpu_count()} cores"
+        + (" (a loaded machine: other work shared the cores)." if max(load + after) > 1 else ".")
     )
-    body += "\n\nFixed batch sizes, 1 worker, postgres store:\n\n" + table(
-        ["batch size", "events/s", "ratio to raw COPY"], sweep
-    )
-    body = body.replace(
-        "\n\nBaselines:",
-        f"\n\nMedian of {args.repeat} rounds, each a baseline run "
-        "followed by the auditq runs it is compared with.\n\nBaselines:",
-        1,
-    )
-    save("Drain throughput", f"python bench/drain.py --events {n} --repeat {args.repeat}", body)
-    chart(sweep)
+    if sweep:
+        body += "\n\nFixed batch sizes, 1 worker, postgres store:\n\n" + table(
+            ["batch size", "events/s", "ratio to raw COPY"], sweep
+        )
+    command = f"python bench/drain.py --events {n} --repeat {args.repeat}"
+    if args.stores != "postgres,supabase":
+        command += f" --stores {args.stores}"
+    save("Drain throughput", command, body)
+    if sweep:
+        chart(sweep)
+
+
+def _cpu(run: Run) -> list[str]:
+    proxy = f"{run.proxy_us:.1f}" if run.proxy_us else ""
+    return [f"{run.client_us:.1f}", f"{run.store_us:.1f}", proxy]
 
 
 def chart(sweep: list[list]) -> None:

@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     access.init_app(app)  # after the blueprints: it checks every endpoint declares access
 
     # The alert evaluator runs in web processes too, so alerts still work with every worker
-    # dead; a Redis lease lets one process evaluate at a time (auditq/alerts/evaluator.py).
+    # dead; leases let one process evaluate at a time (auditq/alerts/lease.py).
     if settings.alerts_in_web:
         from auditq.alerts.evaluator import start_background
 
@@ -86,12 +86,14 @@ def register_blueprints(app: Flask) -> None:
     from dashboard import health, metrics
     from dashboard.api import alerts as alerts_api
     from dashboard.api import events as events_api
+    from dashboard.api import integrity as integrity_api
     from dashboard.api import stats as stats_api
     from dashboard.views import (
         alerts,
         auth,
         dead_letters,
         explorer,
+        integrity,
         overview,
         settings,
         workers,
@@ -110,6 +112,8 @@ def register_blueprints(app: Flask) -> None:
         alerts_api.bp,
         metrics.bp,
         health.bp,
+        integrity.bp,
+        integrity_api.bp,
     ):
         app.register_blueprint(blueprint)
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
-from flask import Flask, Response, current_app, g, jsonify, redirect, request, session, url_for
+from flask import Flask, current_app, g, jsonify, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.wrappers import Response
 
 from dashboard.resources import resources
 from dashboard.security import wants_json

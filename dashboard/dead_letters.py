@@ -167,7 +167,8 @@ def get(res: Resources, entry_id: str, shard: int = 0) -> DeadLetter:
     raw = res.redis.xrange(dead_key(res, shard), min=entry_id, max=entry_id, count=1)
     if not raw:
         raise NotFound(entry_id)
-    return parse(*raw[0], shard)
+    ((found, fields),) = raw
+    return parse(found, fields, shard)
 
 
 def payload(letter: DeadLetter) -> tuple[str, str]:

@@ -24,6 +24,7 @@ NAV = (
     NavItem("Workers", "workers.index"),
     NavItem("Alerts", "alerts.index"),
     NavItem("Dead letters", "dead_letters.index"),
+    NavItem("Integrity", "integrity.index"),
     NavItem("Explorer", "explorer.index"),
     NavItem("Settings", "settings.index"),
 )

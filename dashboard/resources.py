@@ -10,8 +10,10 @@ import threading
 from typing import Any
 
 import redis
-from flask import current_app
+from flask import abort, current_app
 
+from auditq.alerts.repo import open_repo
+from auditq.alerts.service import AlertService
 from auditq.client import AuditClient
 from auditq.config import Settings
 from auditq.keys import Keys
@@ -36,6 +38,7 @@ class Resources:
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._audit: AuditClient | None = None
+        self._alerts: AlertService | None = None
 
     @property
     def store(self) -> Store | None:
@@ -67,6 +70,17 @@ class Resources:
         """Queue length, dead letters and lag over ``shards`` shards."""
         return queue_depth(self.redis, self.keys, shards, now)
 
+    @property
+    def alerts(self) -> AlertService | None:
+        """The alerts pages' and API's service (its repository opened on first use), or
+        None when no store is configured."""
+        with self._lock:
+            if self._alerts is None:
+                repo = open_repo(self.settings)
+                if repo is not None:
+                    self._alerts = AlertService(repo, self.redis, self.settings)
+            return self._alerts
+
     def workers(self, now: float | None = None) -> list[dict[str, Any]]:
         from dashboard.workers import list_workers
 
@@ -78,7 +92,17 @@ class Resources:
             self._store.close()
         if self._audit is not None:
             self._audit.close()
+        if self._alerts is not None:
+            self._alerts.repo.close()
 
 
 def resources() -> Resources:
     return current_app.extensions["auditq"]
+
+
+def alert_service() -> AlertService:
+    """The app's alert service, for the alerts pages and API; 503 without a store."""
+    svc = resources().alerts
+    if svc is None:
+        abort(503, "Alerts need a store: set SUPABASE_URL or DATABASE_URL.")
+    return svc

@@ -48,7 +48,7 @@ class SessionInterface(SecureCookieSessionInterface):
     then fails visibly instead of a session riding over an unencrypted connection.
     """
 
-    def get_cookie_secure(self, app: Flask) -> bool:  # type: ignore[override]
+    def get_cookie_secure(self, app: Flask) -> bool:
         return not is_local_http(request)
 
 

@@ -84,7 +84,8 @@ MEANINGS = {
     "AUDITQ_URL_PREFIX": "Path the dashboard is served under behind a proxy (`/audit`).",
     # alerts
     "AUDITQ_ALERT_INTERVAL": "Seconds between alert rule evaluations.",
-    "AUDITQ_ALERT_LEASE": "Seconds the evaluator's Redis lease lasts (one evaluator at a time).",
+    "AUDITQ_ALERT_LEASE": "Seconds the evaluator's leases last (one evaluator at a time: a"
+    " Redis lease and a lease row in the store, so one still leads when either is down).",
     "AUDITQ_ALERTS_IN_WEB": "Run the alert evaluator in web processes too, so alerts keep"
     " working when every worker is down (the lease keeps it to one at a time).",
     "AUDITQ_ALERT_HTTP_TIMEOUT": "Seconds a notification request (Slack, PagerDuty, webhook)"

@@ -27,6 +27,7 @@ from tests.services import LocalSupabase
 # Emptied before each test that asks for clean_db; add new tables here.
 TABLES_TO_CLEAN = (
     "public.audit_logs",
+    "public.audit_seals",  # seals (auditq/seals)
     # alerts (auditq/alerts): config, state, outbox and history
     "public.alert_channels",
     "public.alert_rules",
@@ -35,6 +36,7 @@ TABLES_TO_CLEAN = (
     "public.alert_outbox",
     "public.alert_history",
     "public.alert_meta",
+    "public.alert_leases",
 )
 
 

@@ -45,13 +45,7 @@ class Worker:
         self.stopping = threading.Event()
         client = connect(settings.redis_url, timeout=REDIS_TIMEOUT)
         keys = Keys(settings.prefix)
-        self.sizer = AdaptiveBatch(
-            start=settings.batch_start,
-            minimum=settings.batch_min,
-            maximum=settings.batch_max,
-            max_bytes=settings.batch_max_bytes,
-            target_ms=settings.batch_target_ms,
-        )
+        self.sizer = AdaptiveBatch.for_store(store.name, settings)
         self.status = WorkerStatus(stopping=self.stopping, batch_size=self.sizer.size)
         self.heartbeat = Heartbeat(
             client, keys, self.status, settings.heartbeat_ttl, settings.worker_forget_after
@@ -80,9 +74,13 @@ class Worker:
         scheduler.add_job(
             self.shards.reclaim, "interval", seconds=s.claim_timeout / 2, id="reclaim", **common
         )
-        # Alert evaluation runs in workers and web processes alike (a Redis lease picks one
-        # at a time), so alerts keep working whichever of them is alive.
+        # Alert evaluation runs in workers and web processes alike (leases pick one at a
+        # time), so alerts keep working whichever of them is alive.
         add_alert_job(scheduler, s)
+        # Seals (auditq/seals): every worker schedules them, a Redis lease picks one at a time.
+        from auditq.seals.job import add_job as add_seal_job
+
+        self.seals = add_seal_job(scheduler, s, self.store, self.shards.redis)
         return scheduler
 
     def run(self) -> int:

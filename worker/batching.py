@@ -5,14 +5,37 @@ while there is a backlog and batches finish under the latency target, and halves
 batch is slow or fails. Additive increase probes for spare capacity gently; multiplicative
 decrease backs off fast when the store struggles, so a slow or recovering database gets
 smaller requests at once. Pure: no I/O, no clock; the caller measures and reports.
+
+Each store starts and grows at its own pace (``AdaptiveBatch.for_store``): a COPY keeps
+gaining up to 5,000 rows a batch (bench/RESULTS.md, the fixed-size sweep), so there is no
+point spending a backlog's first hundred batches climbing from 500 in steps of 50.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from auditq.config import Settings
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoreProfile:
+    start: int  # first read, unless AUDITQ_BATCH_START is set
+    step: int  # growth per fast, full batch
+
+
+# COPY: one statement and commit per batch, cheapest per row at the largest batches.
+# PostgREST parses each body as one JSON document before inserting it: a lower start keeps
+# the first requests' latency (and a failed one's retry) small while the sizer climbs.
+PROFILES = {
+    "postgres": StoreProfile(start=2_000, step=500),
+    "supabase": StoreProfile(start=1_000, step=250),
+}
 
 
 class AdaptiveBatch:
@@ -40,6 +63,25 @@ class AdaptiveBatch:
         self.decrease = decrease
         self.size = start
         self._entry_bytes: float | None = None
+
+    @classmethod
+    def for_store(cls, store: str, settings: Settings) -> AdaptiveBatch:
+        """The sizer for this store: its profile, within the settings' bounds; a start set
+        explicitly (AUDITQ_BATCH_START) wins over the profile's."""
+        profile = PROFILES.get(store)
+        start, step = settings.batch_start, None
+        if profile is not None:
+            step = profile.step
+            if "batch_start" not in settings.model_fields_set:
+                start = min(max(profile.start, settings.batch_min), settings.batch_max)
+        return cls(
+            start=start,
+            minimum=settings.batch_min,
+            maximum=settings.batch_max,
+            max_bytes=settings.batch_max_bytes,
+            target_ms=settings.batch_target_ms,
+            step=step,
+        )
 
     def read_count(self) -> int:
         """How many entries to read next: the adaptive size, lowered so the bytes fit."""

@@ -3,50 +3,36 @@
 The scheduler starts a run every ``drain_interval`` (one at a time, missed runs coalesced).
 A run reads batch after batch while the reads come back full, and stops at the first short
 read, at ``drain_budget`` seconds, or on shutdown; the next run picks up from there.
+
+Pipelined (worker/pipeline.py): while batch N is stored, batch N+1 is read and decoded on
+the prefetch thread. A batch already read when the run ends (shutdown, budget) is stored
+too, so a stop finishes what this worker took; if the store is failing then, it stays
+pending for reclaim, unacked.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-
-import redis
 
 from auditq.queue import Queue
 from worker.insert import BatchInserter
-
-log = logging.getLogger(__name__)
+from worker.pipeline import Prefetch
 
 
 class Drain:
     def __init__(self, queue: Queue, inserter: BatchInserter, budget: float) -> None:
-        self.queue = queue
         self.inserter = inserter
         self.budget = budget
+        self.prefetch = Prefetch(queue, inserter)
 
     def run(self) -> None:
         deadline = time.monotonic() + self.budget
-        status = self.inserter.status
-        while not status.stopping.is_set():
-            count = self.inserter.sizer.read_count()
-            try:
-                entries = self.queue.read(self.inserter.consumer, count)
-            except redis.ResponseError as error:
-                if "NOGROUP" not in str(error):
-                    raise
-                # The stream or group vanished (a Redis restart without persistence, a
-                # flush): make it again and read on the next run.
-                log.warning("consumer group missing, creating it consumer=%s", status.id)
-                self.queue.ensure_group()
-                return
-            except redis.RedisError as error:
-                log.warning("read failed consumer=%s error=%s", status.id, type(error).__name__)
-                return
-            if not entries:
-                return
-            # A full read means more is waiting: the signal the batch size grows on.
-            backlog = len(entries) >= count
+        stopping = self.inserter.status.stopping
+        batch = None if stopping.is_set() else self.prefetch.fetch()
+        while batch is not None:
+            more = batch.backlog and not stopping.is_set() and time.monotonic() <= deadline
+            upcoming = self.prefetch.ahead() if more else None
             with self.inserter.lock:
-                self.inserter.handle(entries, backlog)
-            if not backlog or time.monotonic() > deadline:
-                return
+                self.inserter.store_decoded(batch.decoded, batch.backlog)
+            # Also after a stop: the next batch is already read and held by this consumer.
+            batch = self.prefetch.take(upcoming) if upcoming is not None else None

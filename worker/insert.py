@@ -31,6 +31,7 @@ from tenacity import RetryCallState
 
 from auditq.events import AuditEvent, EventError, decode_entry
 from auditq.queue import Entry, Queue
+from auditq.redact import DEFAULT_KEY_SET
 from auditq.stats import Stats, latency_field
 from auditq.stores import Store, StoreError, StoreUnavailable
 from worker.backoff import Interrupted, retrying
@@ -52,6 +53,16 @@ class _Outcome:
     failures: int = 0
 
 
+@dataclass
+class Decoded:
+    """A batch read from the stream, decoded: the events, and the entries that failed."""
+
+    entries: list[Entry]
+    items: list[Item]
+    sizes: list[int]  # each item's payload bytes, for the byte bound and the sizer
+    dead: list[tuple[Entry, str]]
+
+
 def reason(error: Exception) -> str:
     """The dead-letter reason for an error: our own errors say it; others name their type."""
     if isinstance(error, EventError | StoreError):
@@ -71,6 +82,7 @@ class BatchInserter:
         max_event_bytes: int,
         retry_base: float,
         retry_max: float,
+        redact_keys: frozenset[str] = DEFAULT_KEY_SET,
     ) -> None:
         self.queue = queue
         self.stats = stats
@@ -78,40 +90,59 @@ class BatchInserter:
         self.sizer = sizer
         self.status = status
         self.max_event_bytes = max_event_bytes
+        self.redact_keys = redact_keys
         self.retry_base = retry_base
         self.retry_max = retry_max
         # One batch at a time per process: the drain and reclaim jobs run on separate
         # scheduler threads but share the store connection, the sizer and the counters.
         self.lock = threading.Lock()
+        # Entries the drain has read ahead (worker/pipeline.py) while a batch is stored:
+        # held by this consumer too, so a retry renews their lease with the batch's.
+        self.read_ahead: list[str] = []
 
     @property
     def consumer(self) -> str:
         return self.status.id
 
+    def decode(self, entry: Entry) -> AuditEvent:
+        """Validate one entry as the producers' clients do (secrets redacted)."""
+        return decode_entry(
+            entry.id, entry.fields, self.max_event_bytes, self.redact_keys, self.queue.shard
+        )
+
+    def dead_letter(self, dead: list[tuple[Entry, str]], pipe: redis.client.Pipeline) -> None:
+        self.queue.dead_letter(
+            dead, pipe, max_bytes=self.max_event_bytes, redact_keys=self.redact_keys
+        )
+
     def handle(self, entries: list[Entry], backlog: bool) -> None:
         """Store a batch this consumer holds. Call with ``self.lock`` held."""
-        if not entries:
-            return
-        started = time.monotonic()
-        self.status.busy = "draining"
+        self.store_decoded(self.decode_batch(entries), backlog)
+
+    def decode_batch(self, entries: list[Entry]) -> Decoded:
+        """Decode a batch: no store, no lock, so the drain can run it while the previous
+        batch is being written (worker/pipeline.py)."""
         outcome = _Outcome()
         items: list[Item] = []
         sizes: list[int] = []
         for entry in entries:
             try:
-                items.append(
-                    (
-                        entry,
-                        decode_entry(
-                            entry.id, entry.fields, self.max_event_bytes, self.queue.shard
-                        ),
-                    )
-                )
+                items.append((entry, self.decode(entry)))
                 sizes.append(len(entry.fields.get(b"event", b"")))
             except Exception as error:  # whatever it is, it is this entry's fault
                 outcome.dead.append((entry, reason(error)))
                 log.warning("undecodable entry consumer=%s entry=%s error=%s",
                             self.consumer, entry.id, reason(error))  # fmt: skip
+        return Decoded(entries, items, sizes, outcome.dead)
+
+    def store_decoded(self, decoded: Decoded, backlog: bool) -> None:
+        """Store a decoded batch, then ack and dead-letter. Call with ``self.lock`` held."""
+        entries, items, sizes = decoded.entries, decoded.items, decoded.sizes
+        if not entries:
+            return
+        started = time.monotonic()
+        self.status.busy = "draining"
+        outcome = _Outcome(dead=list(decoded.dead))
         complete = False
         try:
             for chunk in chunk_by_bytes(items, sizes, self.sizer.max_bytes):
@@ -235,7 +266,7 @@ class BatchInserter:
                 latency_field(latency_ms): 1,
             }
         pipe = self.queue.redis.pipeline(transaction=True)
-        self.queue.dead_letter(outcome.dead, pipe, max_bytes=self.max_event_bytes)
+        self.dead_letter(outcome.dead, pipe)
         self.queue.ack([entry.id for entry in outcome.stored], pipe)
         self.stats.incr(counts, pipe)
         try:
@@ -257,6 +288,6 @@ class BatchInserter:
 
     def _renew(self, ids: list[str]) -> None:
         try:
-            self.queue.renew(self.consumer, ids)
+            self.queue.renew(self.consumer, [*ids, *self.read_ahead])
         except redis.RedisError as error:
             log.warning("lease renewal failed consumer=%s error=%s", self.consumer, error)

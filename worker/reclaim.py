@@ -75,7 +75,7 @@ class Reclaim:
             first = self.queue.first_failures([e.id for e in worn])
             pipe = self.queue.redis.pipeline(transaction=True)
             dead = [(e, _worn_reason(e, first.get(e.id))) for e in worn]
-            self.queue.dead_letter(dead, pipe, max_bytes=self.inserter.max_event_bytes)
+            self.inserter.dead_letter(dead, pipe)
             self.inserter.stats.incr({"dead_lettered": len(worn)}, pipe)
             pipe.execute()
             self.inserter.status.dead_lettered += len(worn)

@@ -106,6 +106,7 @@ class Shards:
                 self.sizer,
                 self.status,
                 max_event_bytes=s.max_event_bytes,
+                redact_keys=s.redact_key_set,
                 retry_base=s.retry_base,
                 retry_max=s.retry_max,
             )

@@ -1,10 +1,16 @@
 """Alerting: rules over auditq's own metrics, notified to Slack, PagerDuty, webhooks, email.
 
-- ``metrics``: the values rules watch, read from Redis (bounded reads).
+- ``metrics``: the values rules watch, read from Redis (bounded reads), ``redis_up`` too.
 - ``rules``: the pure state machine (normal -> pending -> firing -> recovering -> normal).
-- ``models``: validation shared by the dashboard's forms and the JSON API.
-- ``repo``: the alert tables in the store (postgres via psycopg, supabase via PostgREST).
-- ``notifiers`` and ``outbox``: payloads in each channel's real format, sent with retries.
-- ``evaluator``: the periodic run under a Redis lease, in web and worker processes.
+- ``models``: rule validation shared by the dashboard's forms and the JSON API.
+- ``channels``: the channel registry (kind -> config schema, secrets, label, form, sender).
+- ``tables`` and ``repo``: the alert tables in the store (postgres via psycopg, supabase via
+  PostgREST), behind one interface.
+- ``messages``: what a notification says, and its outbox row.
+- ``notifiers``, ``egress`` and ``outbox``: payloads in each channel's real format, sent
+  only to allowed destinations, with retries.
+- ``lease`` and ``memory``: who evaluates, and what it keeps so that it alerts while the
+  store or Redis is down.
+- ``evaluator``: the periodic run, in web and worker processes.
 - ``service``: what the pages and the API do (CRUD, test notifications, silences, history).
 """

@@ -1,8 +1,9 @@
 """The rules a new install starts with (seeded once; an operator may edit or delete them).
 
 They have no channels: nothing is sent until an operator adds one. Seeding is idempotent
-(each rule has a ``seed_key``) and happens once per database: a marker row in
-``alert_meta`` records it, so a deleted default rule stays deleted.
+(each rule has a ``seed_key``) and happens once per rule and database: a marker row in
+``alert_meta`` lists the keys seeded, so a deleted default rule stays deleted and a default
+added by a later release ("Redis unreachable") still reaches an existing install.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from auditq.alerts.repo import Repo
+from auditq.alerts.tables import META, RULES
 
 SEEDED_MARKER = "default_rules_seeded"
 
@@ -55,19 +57,34 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
         "severity": "critical",
         "no_data": "keep",
     },
+    {
+        # Evaluated by whichever process leads without Redis (a lease row in the store).
+        "seed_key": "redis_down",
+        "name": "Redis unreachable",
+        "metric": "redis_up",
+        "op": "<",
+        "threshold": 1,
+        "for_seconds": 15,
+        "severity": "critical",
+        "no_data": "keep",
+    },
 )
+# Seeded by releases before the marker listed its keys (its value was {"rules": 4}).
+_FIRST_RELEASE = ("queue_length", "no_live_worker", "failed_batches", "drops")
 
 
 def seed_defaults(repo: Repo) -> int:
-    """Add the default rules unless this database was seeded before; return how many."""
-    if repo.get("alert_meta", SEEDED_MARKER, key="key") is not None:
+    """Add the default rules this database has not had yet; return how many were added."""
+    marker = repo.get(META, SEEDED_MARKER, key="key")
+    seeded = set(_FIRST_RELEASE) if marker else set()
+    if marker:
+        seeded.update((marker.get("value") or {}).get("keys") or ())
+    new = [rule for rule in DEFAULT_RULES if rule["seed_key"] not in seeded]
+    if not new:
         return 0
     added = repo.insert_ignore(
-        "alert_rules",
-        [{"clear_threshold": None, **rule, "channel_ids": []} for rule in DEFAULT_RULES],
-        "seed_key",
+        RULES, [{"clear_threshold": None, **rule, "channel_ids": []} for rule in new], "seed_key"
     )
-    repo.insert_ignore(
-        "alert_meta", [{"key": SEEDED_MARKER, "value": {"rules": len(DEFAULT_RULES)}}], "key"
-    )
+    keys = sorted(seeded | {rule["seed_key"] for rule in new})
+    repo.upsert(META, {"key": SEEDED_MARKER, "value": {"keys": keys}}, "key")
     return added

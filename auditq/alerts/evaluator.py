@@ -1,16 +1,19 @@
-"""The evaluator: every few seconds, read the metrics, step every rule, write state changes
-and their notifications to the store, then deliver what is due.
+"""The evaluator: every few seconds, read the metrics, step every rule, record state changes
+and their notifications, then deliver what is due.
 
 It runs in every web process (a ``BackgroundScheduler`` that ``create_app`` starts, unless
 ``AUDITQ_ALERTS_IN_WEB=false``) and in every worker process (a job in the worker's
-scheduler), because it must keep working when every worker is dead. A Redis lease picks
-one of them: ``SET key token NX PX`` to take it, renewed by its holder on every run (a Lua
-script that checks the token), released on shutdown. If the holder dies, another process
-takes over at most ``AUDITQ_ALERT_LEASE`` seconds later.
+scheduler), because it must keep working when every worker is dead. ``lease.Leadership``
+picks one of them, also while Redis or the store is down; if the leader dies, another
+process takes over at most ``AUDITQ_ALERT_LEASE`` seconds later.
 
-Writes per rule and evaluation, in this order: outbox rows (deterministic keys), history,
-then the rule's state. An evaluator that dies in between re-creates the same outbox rows on
-the next run (ignored), so a notification is never lost and never written twice.
+It must also keep working while the store or Redis is down, since those outages are what
+it watches: rules, channels and state come from ``memory`` when the store does not answer,
+notifications wait in the outbox's memory, and all of it is written back after recovery.
+
+Writes per evaluation, in this order: outbox rows (deterministic keys), history, then the
+rules' states. An evaluator that dies in between re-creates the same outbox rows on the next
+run (ignored), so a notification is never lost and never written twice.
 
 ``Evaluator.evaluate_once(now=...)`` takes the time as an argument, so tests drive the
 clock; the scheduled job passes the real time.
@@ -22,22 +25,23 @@ import atexit
 import contextlib
 import json
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
 
 from auditq.alerts import metrics as metrics_mod
 from auditq.alerts.defaults import seed_defaults
-from auditq.alerts.outbox import HISTORY, Delivery, Outbox
-from auditq.alerts.repo import Repo, open_repo, rows_by
-from auditq.alerts.rules import EPSILON, Notification, Rule, RuleState, reset, step
+from auditq.alerts.lease import Leadership, RedisLease, StoreLease, holder_token
+from auditq.alerts.memory import Config, Journal, LastKnown, StateBook
+from auditq.alerts.messages import outbox_row
+from auditq.alerts.outbox import Delivery, Outbox
+from auditq.alerts.repo import FailFast, Repo, open_repo
+from auditq.alerts.rules import RuleState, reset, silenced_rule_ids, step
+from auditq.alerts.tables import HISTORY, OUTBOX
 from auditq.config import Settings
 from auditq.keys import Keys
 from auditq.queue import connect
@@ -51,60 +55,13 @@ PRUNE_EVERY = 3600.0
 HISTORY_DAYS = 30
 OUTBOX_DAYS = 7
 
-_TAKE_OR_RENEW = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-def status_key(keys: Keys) -> str:
-    """JSON written by the lease holder after each run: when, who, what is firing."""
-    return f"{keys.prefix}:alerts:status"
-
-
-class Lease:
-    """A Redis lease: one holder at a time, which must renew it before ``ttl`` runs out."""
-
-    def __init__(self, client: redis.Redis, key: str, ttl: float, token: str | None = None):
-        self.redis = client
-        self.key = key
-        self.ttl_ms = max(1, int(ttl * 1000))
-        self.token = token or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._take = client.register_script(_TAKE_OR_RENEW)
-        self._release = client.register_script(_RELEASE)
-
-    def acquire(self) -> bool:
-        """Take the lease, or renew it if this holder has it. False if another holds it."""
-        return bool(self._take(keys=[self.key], args=[self.token, self.ttl_ms]))
-
-    def release(self) -> bool:
-        return bool(self._release(keys=[self.key], args=[self.token]))
-
-    def holder(self) -> str | None:
-        raw = self.redis.get(self.key)
-        return raw.decode() if isinstance(raw, bytes) else raw
-
 
 @dataclass
 class Report:
     now: float
     metrics: dict[str, float | None]
+    store_up: bool = True
     transitions: list[tuple[str, str, str]] = field(default_factory=list)
-    enqueued: int = 0
     deliveries: list[Delivery] = field(default_factory=list)
 
 
@@ -127,21 +84,23 @@ class Evaluator:
         repo = repo if repo is not None else open_repo(settings)
         if repo is None:
             raise ValueError("alerts need a store (SUPABASE_URL or DATABASE_URL)")
-        self.repo = repo
+        # Every store call of a run goes through one breaker (see FailFast).
+        self._breaker = FailFast(repo)
+        self.repo = cast(Repo, self._breaker)
         self._own_http = http is None
         self.http = http or httpx.Client(follow_redirects=False)
         # The lease must outlive a run (with its deliveries) and the gap to the next one.
         ttl = max(settings.alert_lease, 2 * settings.alert_interval + 1)
-        self.lease = Lease(self.redis, self.keys.lock(LEASE_NAME), ttl, token)
-        self.outbox = Outbox(
-            self.repo,
-            self.http,
-            timeout=settings.alert_http_timeout,
-            max_attempts=settings.alert_max_attempts,
-            retry_max=settings.alert_retry_max,
+        token = token or holder_token()
+        self.leader = Leadership(
+            RedisLease(self.redis, self.keys.lock(LEASE_NAME), ttl, token),
+            StoreLease(self.repo, LEASE_NAME, ttl, token),
         )
+        self.config = LastKnown(self.repo, self.redis, self.keys)
+        self.states = StateBook(self.repo, self.redis, self.keys.alerts_states)
+        self.journal = Journal(self.repo)
+        self.outbox = Outbox(self.repo, self.http, self.journal, settings)
         self.seed = seed
-        self._seeded = False
         self._pruned_at: float | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -149,57 +108,67 @@ class Evaluator:
     # --- one run ---------------------------------------------------------------------------
 
     def evaluate_once(self, now: float | None = None) -> Report | None:
-        """One evaluation if this process holds the lease; None if another one does."""
+        """One evaluation if this process leads; None if another one does (or, just after a
+        start with the store down and no copy in Redis, nothing is known yet)."""
         with self._lock:
-            try:
-                if not self.lease.acquire():
-                    return None
-            except redis.RedisError as error:
-                log.warning("alerts: cannot take the lease, Redis unavailable: %s", error)
+            self._breaker.reset()
+            if not self.leader.acquire():
                 return None
             now = time.time() if now is None else now
-            if self.seed and not self._seeded:
-                added = seed_defaults(self.repo)
-                if added:
-                    log.info("alerts: seeded %d default rules", added)
-                self._seeded = True
-            report = self._evaluate(now)
-            report.deliveries = self.outbox.deliver_due(now, keep_going=self._still_leader)
+            if self.seed:
+                self._seed()
+            config = self.config.read(now)
+            if config is None:
+                log.warning("alerts: no rules known yet (store and its Redis copy unavailable)")
+                return None
+            report = self._evaluate(config, now)
+            report.deliveries = self.outbox.deliver_due(
+                now, config.channels, keep_going=self.leader.acquire
+            )
+            self.journal.flush()
             self._prune(now)
             self._publish(report)
             return report
 
-    def _evaluate(self, now: float) -> Report:
+    def _seed(self) -> None:
+        try:
+            added = seed_defaults(self.repo)
+        except StoreError as error:
+            log.debug("alerts: default rules not seeded yet: %s", error)
+            return
+        self.seed = False
+        if added:
+            log.info("alerts: seeded %d default rules", added)
+
+    def _evaluate(self, config: Config, now: float) -> Report:
         values = metrics_mod.collect(self.redis, self.keys, self.settings.heartbeat_ttl, now)
-        report = Report(now, values)
-        rules = [Rule.from_row(r) for r in self.repo.list("alert_rules", order="created_at")]
-        states = rows_by(self.repo.list("alert_rule_state"), "rule_id")
-        channels = rows_by(self.repo.list("alert_channels"))
-        silenced = {
-            s["rule_id"]
-            for s in self.repo.list("alert_silences", [("ends_at", "gt", now)])
-            if s["starts_at"] <= now + EPSILON
-        }
+        report = Report(now, values, store_up=config.from_store)
+        silenced = silenced_rule_ids(config.silences, now)
+        self.states.refresh()
+        rules = config.rule_objects()
         for rule in rules:
-            before = RuleState.from_row(states.get(rule.id))
-            targets = [channels[c] for c in rule.channel_ids if channels.get(c, {}).get("enabled")]
+            before = self.states.get(rule.id)
+            targets = [
+                config.channels[c]
+                for c in rule.channel_ids
+                if config.channels.get(c, {}).get("enabled")
+            ]
             value = values.get(rule.metric)
             if rule.enabled:
                 result = step(rule, before, value, now, bool(targets) and rule.id not in silenced)
             else:
                 result = reset(rule, before, now)
             rows = [
-                self._outbox_row(rule, note, channel, value, now)
+                outbox_row(rule, note, channel, value, now, self.settings.public_url)
                 for note in result.notifications
                 for channel in targets
             ]
             if rows:
-                report.enqueued += self.outbox.enqueue(rows)
+                self.outbox.enqueue(rows)
             after = result.state
             if after.state != before.state:
                 report.transitions.append((rule.name, before.state, after.state))
-                self.repo.insert(
-                    HISTORY,
+                self.journal.record(
                     {
                         "happened_at": now,
                         "event": "state",
@@ -209,46 +178,15 @@ class Evaluator:
                         "to_state": after.state,
                         "value": value,
                         "detail": rule.describe(),
-                    },
+                    }
                 )
                 log.info(
                     "alert %r: %s -> %s (value %s)", rule.name, before.state, after.state, value
                 )
-            if _differs(before, after) or rule.id not in states:
-                self.repo.upsert(
-                    "alert_rule_state",
-                    {"rule_id": rule.id, **after.to_row(), "updated_at": now},
-                    on_conflict="rule_id",
-                )
+            self.states.put(rule.id, after, now, changed=_differs(before, after))
+        self.journal.flush()
+        self.states.save({rule.id for rule in rules})
         return report
-
-    def _outbox_row(
-        self,
-        rule: Rule,
-        note: Notification,
-        channel: dict[str, Any],
-        value: float | None,
-        now: float,
-    ) -> dict[str, Any]:
-        message = build_message(rule, note, value, now, self.settings.public_url)
-        message["channel_name"] = channel["name"]
-        return {
-            "key": f"{rule.id}:{note.episode}:{note.kind}:{note.seq}:{channel['id']}",
-            "rule_id": rule.id,
-            "channel_id": channel["id"],
-            "kind": note.kind,
-            "message": message,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-
-    def _still_leader(self) -> bool:
-        try:
-            return self.lease.acquire()
-        except redis.RedisError:
-            return False
 
     def _prune(self, now: float) -> None:
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
@@ -258,7 +196,7 @@ class Evaluator:
             self.repo.delete_where(HISTORY, [("happened_at", "lt", now - HISTORY_DAYS * 86400)])
             for status in ("sent", "failed"):
                 self.repo.delete_where(
-                    "alert_outbox",
+                    OUTBOX,
                     [("status", "eq", status), ("created_at", "lt", now - OUTBOX_DAYS * 86400)],
                 )
         except StoreError as error:
@@ -267,14 +205,15 @@ class Evaluator:
     def _publish(self, report: Report) -> None:
         status = {
             "at": report.now,
-            "holder": self.lease.token,
+            "holder": self.leader.token,
             "metrics": report.metrics,
+            "store_up": report.store_up,
             "transitions": len(report.transitions),
             "deliveries": len(report.deliveries),
         }
         ttl = int(max(60, 3 * self.settings.alert_interval))
         with contextlib.suppress(redis.RedisError):
-            self.redis.set(status_key(self.keys), json.dumps(status), ex=ttl)
+            self.redis.set(self.keys.alerts_status, json.dumps(status), ex=ttl)
 
     # --- scheduling ------------------------------------------------------------------------
 
@@ -282,8 +221,6 @@ class Evaluator:
         """The scheduled job: one run; errors are logged, never raised into the scheduler."""
         try:
             self.evaluate_once()
-        except StoreError as error:
-            log.warning("alerts: store unavailable, evaluation skipped: %s", error)
         except Exception:
             log.exception("alerts: evaluation failed")
 
@@ -294,8 +231,7 @@ class Evaluator:
             if self._closed:
                 return
             self._closed = True
-            with contextlib.suppress(redis.RedisError):
-                self.lease.release()
+            self.leader.release()
             if self._own_http:
                 self.http.close()
             if self._own_repo:
@@ -310,47 +246,6 @@ class Evaluator:
 def _differs(before: RuleState, after: RuleState) -> bool:
     # The last value alone changes every run; it is saved with real changes only.
     return before.to_row() | {"last_value": None} != after.to_row() | {"last_value": None}
-
-
-def build_message(
-    rule: Rule, note: Notification, value: float | None, now: float, dashboard_url: str | None
-) -> dict[str, Any]:
-    """What a notification says, independent of channel (stored in the outbox row)."""
-    resolved = note.kind == "resolve"
-    return {
-        "kind": note.kind,
-        "status": "resolved" if resolved else "firing",
-        "rule_id": rule.id,
-        "rule_name": rule.name,
-        "metric": rule.metric,
-        "op": rule.op,
-        "threshold": rule.threshold,
-        "clear_threshold": rule.clear_threshold,
-        "for_seconds": rule.for_seconds,
-        "severity": rule.severity,
-        "value": value,
-        "fingerprint": rule.fingerprint,
-        "episode": note.episode,
-        "starts_at": note.started_at,
-        "ends_at": now if resolved else None,
-        "at": now,
-        "dashboard_url": _alerts_url(dashboard_url),
-    }
-
-
-def _alerts_url(base: str | None) -> str | None:
-    return f"{base.rstrip('/')}/alerts" if base else None
-
-
-def evaluate_once(
-    settings: Settings, redis_client: redis.Redis, repo: Repo, now: float | None = None
-) -> Report | None:
-    """One run with fresh objects (as a newly started process would do), then let go."""
-    evaluator = Evaluator(settings, redis_client, repo)
-    try:
-        return evaluator.evaluate_once(now)
-    finally:
-        evaluator.close()
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -386,25 +281,33 @@ def add_job(scheduler: Any, settings: Settings, *, seed: bool = True) -> Evaluat
     return evaluator
 
 
-def start_background(settings: Settings) -> Any:
-    """Start the evaluator in a background thread of this process (the web process).
+class Background:
+    """The evaluator on a background thread of this process (the web process)."""
 
-    Returns the running ``BackgroundScheduler`` (``.shutdown()`` stops it and releases the
-    lease), or None when no store is configured."""
-    from apscheduler.schedulers.background import BackgroundScheduler
+    def __init__(self, settings: Settings):
+        from apscheduler.schedulers.background import BackgroundScheduler
 
-    scheduler = BackgroundScheduler(daemon=True)
-    evaluator = add_job(scheduler, settings)
-    if evaluator is None:
-        return None
-    scheduler.start()
-    scheduler.auditq_evaluator = evaluator  # type: ignore[attr-defined]
-    original_shutdown = scheduler.shutdown
+        self.scheduler = BackgroundScheduler(daemon=True)
+        self.evaluator = add_job(self.scheduler, settings)
 
-    def shutdown(wait: bool = True) -> None:
-        if scheduler.running:
-            original_shutdown(wait=wait)
-        evaluator.close()
+    def start(self) -> Background | None:
+        """Started, or None (nothing to run) when no store is configured."""
+        if self.evaluator is None:
+            return None
+        self.scheduler.start()
+        return self
 
-    scheduler.shutdown = shutdown  # type: ignore[method-assign]
-    return scheduler
+    @property
+    def running(self) -> bool:
+        return bool(self.scheduler.running)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the job and release the lease."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        if self.evaluator is not None:
+            self.evaluator.close()
+
+
+def start_background(settings: Settings) -> Background | None:
+    return Background(settings).start()

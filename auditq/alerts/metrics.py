@@ -4,17 +4,13 @@ Metric names are part of the API (rules store them). Each read is O(1) or O(log 
 XLEN of the stream and the dead-letter stream, XRANGE COUNT 1 (the oldest queued entry),
 ZCOUNT and ZRANGE 0 0 on the workers sorted set, and HGETALL of two per-minute hashes.
 
-"Per minute" means the last 60 seconds up to ``now``, from the per-minute counter hashes
-(``Stats``): the whole current minute bucket (``floor(now / 60)``, which holds only the
-seconds already elapsed in it) plus the previous minute's bucket weighted by the share of
-it that falls inside the window, ``(60 - seconds elapsed in the current minute) / 60``
-(a sliding-window estimate that assumes the previous minute's events were spread evenly).
-Right after a minute boundary the value is mostly the previous minute; at 59 s it is
-almost all the current one; an event is counted for 60 s to 120 s, never for less.
+"Per minute" means the last 60 seconds up to ``now``, as everywhere
+(``auditq.stats.window_weights``); who is alive follows the heartbeat contract
+(``auditq.heartbeat``).
 
 A value of ``None`` means "no data" (a rule's ``no_data`` setting decides what that means):
 ``heartbeat_age_seconds`` without any registered worker, ``batch_latency_p95_ms`` without a
-batch in the window, and every metric when Redis cannot be read.
+batch in the window, and every metric but ``redis_up`` (then 0) when Redis cannot be read.
 """
 
 from __future__ import annotations
@@ -24,9 +20,17 @@ from dataclasses import dataclass
 
 import redis
 
+from auditq.heartbeat import count_alive
 from auditq.keys import Keys
 from auditq.queue import age_of_first
-from auditq.stats import LATENCY_BUCKETS_MS, epoch_minute, latency_percentile, parse_counters
+from auditq.stats import (
+    LATENCY_BUCKETS_MS,
+    dropped,
+    last_minute,
+    latency_percentile,
+    parse_counters,
+    window_weights,
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,12 @@ METRICS: dict[str, Metric] = {
             "95th percentile batch insert time in the last 60 s (bucket upper bound).",
         ),
         Metric(
+            "redis_up",
+            "Redis reachable",
+            "",
+            "1 when the evaluator could read Redis this run, 0 when it could not.",
+        ),
+        Metric(
             "critical_deferred",
             "Critical events deferred",
             "events/min",
@@ -89,37 +99,27 @@ METRICS: dict[str, Metric] = {
     )
 }
 
-_DROPS = ("dropped_queue_full", "dropped_redis_unavailable", "dropped_direct_failed")
-
-
-def window_weights(now: float) -> tuple[int, float]:
-    """(current epoch minute, weight of the previous minute's bucket) for the last 60 s."""
-    minute = epoch_minute(now)
-    elapsed = now - minute * 60
-    return minute, max(0.0, min(1.0, (60 - elapsed) / 60))
-
 
 def collect(
     client: redis.Redis, keys: Keys, heartbeat_ttl: float, now: float | None = None
 ) -> dict[str, float | None]:
-    """Every metric at ``now`` (default: the time now). All None when Redis cannot be read."""
+    """Every metric at ``now`` (default: the time now). When Redis cannot be read,
+    ``redis_up`` is 0 and every other metric None (no data)."""
     now = time.time() if now is None else now
     minute, weight = window_weights(now)
     pipe = client.pipeline(transaction=False)
     pipe.xlen(keys.stream)
     pipe.xrange(keys.stream, count=1)
     pipe.xlen(keys.dead)
-    pipe.zcount(keys.workers, now - heartbeat_ttl, "+inf")
+    count_alive(pipe, keys, heartbeat_ttl, now)
     pipe.zrange(keys.workers, 0, 0, withscores=True)
     pipe.hgetall(keys.minute(minute))
     pipe.hgetall(keys.minute(minute - 1))
     try:
         length, first, dead, alive, oldest, current, previous = pipe.execute()
     except redis.RedisError:
-        return dict.fromkeys(METRICS)
-    window = parse_counters(current)
-    for field, value in parse_counters(previous).items():
-        window[field] = window.get(field, 0) + value * weight
+        return dict.fromkeys(METRICS) | {"redis_up": 0.0}
+    window = last_minute(parse_counters(current), parse_counters(previous), weight)
 
     lag = age_of_first(first, now)
     heartbeat_age = max(0.0, now - oldest[0][1]) if oldest else None
@@ -129,19 +129,16 @@ def collect(
     return {
         "queue_length": float(length),
         "lag_seconds": round(lag, 3),
-        "drops_per_minute": _round(sum(window.get(f, 0) for f in _DROPS)),
+        "drops_per_minute": _round(dropped(window)),
         "failed_batches_per_minute": _round(window.get("failed_batches", 0)),
         "dead_letters": float(dead),
         "workers_alive": float(alive),
         "heartbeat_age_seconds": None if heartbeat_age is None else round(heartbeat_age, 3),
         "batch_latency_p95_ms": None if p95 is None else float(p95),
         "critical_deferred": _round(window.get("deferred", 0)),
+        "redis_up": 1.0,
     }
 
 
 def _round(value: float) -> float:
     return round(float(value), 4)
-
-
-def describe(name: str) -> Metric:
-    return METRICS[name]

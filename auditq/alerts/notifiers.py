@@ -8,8 +8,10 @@
 - ``email``: SMTP with smtplib (STARTTLS by default, implicit TLS on port 465), subject
   ``[FIRING] <rule>`` or ``[RESOLVED] <rule>``.
 
-``send`` makes exactly one attempt and classifies the outcome; retrying is the outbox's job
-(``auditq.alerts.outbox``). Outcome details never contain a channel's secrets.
+Each ``send_<kind>`` makes exactly one attempt and classifies the outcome; the channel
+registry (``auditq.alerts.channels``) picks the sender, retrying is the outbox's job
+(``auditq.alerts.outbox``). Outcome details are a status and a short reason: never a
+channel's secrets, never what the receiver answered. Destinations go through ``egress``.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import Any
 
 import httpx
 
-from auditq.alerts.models import PAGERDUTY_URL
+from auditq.alerts import egress
 
 USER_AGENT = "auditq-alerts/1"
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 _ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt for an alert still firing
 
 
@@ -173,47 +176,56 @@ def email_message(config: Mapping[str, Any], message: Mapping[str, Any]) -> Emai
 # --- sending --------------------------------------------------------------------------------
 
 
-def send(
-    channel: Mapping[str, Any],
-    message: Mapping[str, Any],
-    http: httpx.Client,
-    timeout: float = 10.0,
-) -> Outcome:
-    """One attempt to deliver ``message`` to ``channel`` (a row of alert_channels)."""
-    kind, config = channel["kind"], channel.get("config") or {}
-    if kind == "slack":
-        return _post(http, config["url"], slack_payload(message), timeout)
-    if kind == "pagerduty":
-        url = config.get("url") or PAGERDUTY_URL
-        return _post(http, url, pagerduty_payload(config, message), timeout)
-    if kind == "webhook":
-        headers = dict(config.get("headers") or {})
-        payload = webhook_payload(channel["name"], message)
-        return _post(http, config["url"], payload, timeout, headers)
-    if kind == "email":
-        return _send_email(config, message, timeout)
-    return Outcome(ok=False, detail=f"unknown channel kind {kind!r}")
+@dataclass(frozen=True)
+class Link:
+    """How a notifier reaches its receiver (one per evaluator or test request)."""
+
+    http: httpx.Client
+    timeout: float
+    allow_private: bool = False  # AUDITQ_ALERT_ALLOW_PRIVATE
+
+
+def send_slack(channel: Mapping[str, Any], message: Mapping[str, Any], link: Link) -> Outcome:
+    return _post(link, channel["config"]["url"], slack_payload(message))
+
+
+def send_pagerduty(channel: Mapping[str, Any], message: Mapping[str, Any], link: Link) -> Outcome:
+    config = channel["config"]
+    return _post(link, config.get("url") or PAGERDUTY_URL, pagerduty_payload(config, message))
+
+
+def send_webhook(channel: Mapping[str, Any], message: Mapping[str, Any], link: Link) -> Outcome:
+    config = channel["config"]
+    payload = webhook_payload(channel["name"], message)
+    return _post(link, config["url"], payload, dict(config.get("headers") or {}))
 
 
 def _post(
-    http: httpx.Client,
-    url: str,
-    payload: dict[str, Any],
-    timeout: float,
-    headers: dict[str, str] | None = None,
+    link: Link, url: str, payload: dict[str, Any], headers: dict[str, str] | None = None
 ) -> Outcome:
-    sent_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+    # The receiver's body is never part of the outcome: the caller (the channel test, the
+    # history page) would otherwise read whatever an internal address answers.
     try:
-        response = http.post(url, json=payload, headers=sent_headers, timeout=timeout)
+        target = egress.pin(url, link.allow_private)
+    except egress.Refused as error:
+        return Outcome(ok=False, detail=f"refused: {error}")
+    sent_headers = {"User-Agent": USER_AGENT, **(headers or {}), **target.headers}
+    try:
+        response = link.http.post(
+            target.url,
+            json=payload,
+            headers=sent_headers,
+            timeout=link.timeout,
+            extensions=target.extensions,
+        )
     except httpx.TimeoutException:
         return Outcome(ok=False, retryable=True, detail="timed out")
     except httpx.TransportError as error:
         return Outcome(ok=False, retryable=True, detail=f"network error: {type(error).__name__}")
     status = response.status_code
+    detail = f"HTTP {status} {response.reason_phrase}".strip()
     if 200 <= status < 300:
-        return Outcome(ok=True, status=status, detail=f"HTTP {status}")
-    body = " ".join(response.text.split())[:200]
-    detail = f"HTTP {status}" + (f": {body}" if body else "")
+        return Outcome(ok=True, status=status, detail=detail)
     if status == 429 or status >= 500:
         return Outcome(
             ok=False,
@@ -241,9 +253,14 @@ def retry_after(header: str | None, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _send_email(config: Mapping[str, Any], message: Mapping[str, Any], timeout: float) -> Outcome:
+def send_email(channel: Mapping[str, Any], message: Mapping[str, Any], link: Link) -> Outcome:
+    config, timeout = channel["config"], link.timeout
     mail = email_message(config, message)
     host, port = config["host"], int(config.get("port") or 587)
+    try:
+        egress.check_host(host, port, link.allow_private)
+    except egress.Refused as error:
+        return Outcome(ok=False, detail=f"refused: {error}")
     try:
         if port == 465:
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -269,15 +286,10 @@ def _send_email(config: Mapping[str, Any], message: Mapping[str, Any], timeout: 
             ok=False,
             retryable=400 <= code < 500 or code < 0,
             status=code,
-            detail=f"SMTP {code}: {_smtp_text(error.smtp_error)}",
+            detail=f"SMTP {code}",  # the server's text stays out, as an HTTP body does
         )
     except (smtplib.SMTPException, OSError) as error:
         return Outcome(ok=False, retryable=True, detail=f"SMTP error: {type(error).__name__}")
     if refused:
         return Outcome(ok=True, status=250, detail=f"sent; refused: {', '.join(refused)}")
     return Outcome(ok=True, status=250, detail="sent")
-
-
-def _smtp_text(raw: bytes | str) -> str:
-    text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-    return " ".join(text.split())[:200]

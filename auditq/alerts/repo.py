@@ -25,6 +25,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from auditq.alerts.tables import TABLES
 from auditq.config import Settings
 from auditq.stores import DataRejected, StoreError, StoreUnavailable
 from auditq.stores.postgres import SharedConnection, classify
@@ -32,17 +33,6 @@ from auditq.stores.postgres import SharedConnection, classify
 Row = dict[str, Any]
 Where = Sequence[tuple[str, str, Any]]
 
-TABLES = frozenset(
-    {
-        "alert_channels",
-        "alert_rules",
-        "alert_rule_state",
-        "alert_silences",
-        "alert_outbox",
-        "alert_history",
-        "alert_meta",
-    }
-)
 _OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
@@ -79,11 +69,18 @@ class Repo(Protocol):
     def delete_where(self, table: str, where: Where) -> int:
         """Delete the rows matching every filter (at least one); return how many."""
 
+    def take_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease ``name`` for ``ttl`` seconds; False if another holds it."""
+
+    def release_lease(self, name: str, holder: str) -> None: ...
+
     def close(self) -> None: ...
 
 
-def open_repo(settings: Settings, timeout: float = 10.0) -> Repo | None:
-    """The repository on the store the settings name, or None when none is configured."""
+def open_repo(settings: Settings) -> Repo | None:
+    """The repository on the store the settings name, or None when none is configured.
+    Each request is bounded by AUDITQ_STORE_TIMEOUT."""
+    timeout = settings.store_timeout
     if settings.store_kind == "supabase":
         from auditq.stores.supabase import SupabaseStore
 
@@ -152,10 +149,10 @@ class PostgresRepo:
             dsn, timeout, "auditq-alerts", autocommit=True, row_factory=dict_row
         )
 
-    def _run(self, query: sql.Composable, params: Sequence[Any] = ()) -> list[Row]:
+    def _run(self, query: sql.SQL | sql.Composed, params: Sequence[Any] = ()) -> list[Row]:
         try:
             with self._db.use() as conn:
-                cur = conn.execute(query, params)
+                cur = conn.cursor(row_factory=dict_row).execute(query, params)
                 rows = cur.fetchall() if cur.description else []
                 return [_from_db(r) for r in rows]
         except psycopg.Error as error:
@@ -266,6 +263,13 @@ class PostgresRepo:
         query = sql.SQL("delete from {}").format(sql.Identifier("public", table)) + clause
         return len(self._run(query + sql.SQL(" returning 1"), params))
 
+    def take_lease(self, name, holder, ttl):
+        query = sql.SQL("select public.alert_take_lease(%s, %s, %s) as taken")
+        return bool(self._run(query, [name, holder, float(ttl)])[0]["taken"])
+
+    def release_lease(self, name, holder):
+        self._run(sql.SQL("select public.alert_release_lease(%s, %s)"), [name, holder])
+
     def close(self):
         self._db.close()
 
@@ -364,6 +368,13 @@ class SupabaseRepo:
         )
         return _execute(self._filter(query, where)).count or 0
 
+    def take_lease(self, name, holder, ttl):
+        params = {"p_name": name, "p_holder": holder, "p_ttl": float(ttl)}
+        return bool(_execute(self.client.rpc("alert_take_lease", params)).data)
+
+    def release_lease(self, name, holder):
+        _execute(self.client.rpc("alert_release_lease", {"p_name": name, "p_holder": holder}))
+
     def close(self):
         self.client.postgrest.session.close()
 
@@ -381,6 +392,36 @@ def _execute(query: Any) -> Any:
         raise classify(error) from None
     except httpx.HTTPError as error:
         raise StoreUnavailable(f"postgrest unreachable: {type(error).__name__}") from None
+
+
+class FailFast:
+    """A Repo that, once the store failed to answer, fails at once until ``reset()``.
+
+    The evaluator resets it at the start of each run: a store that hangs then costs a run
+    one timeout instead of one per query, so the run stays well inside its lease."""
+
+    def __init__(self, repo: Repo):
+        self.repo = repo
+        self.down: StoreUnavailable | None = None
+
+    def reset(self) -> None:
+        self.down = None
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.repo, name)
+        if name == "close":
+            return method
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self.down is not None:
+                raise self.down
+            try:
+                return method(*args, **kwargs)
+            except StoreUnavailable as error:
+                self.down = error
+                raise
+
+        return guarded
 
 
 def rows_by(rows: Iterable[Row], key: str = "id") -> dict[str, Row]:

@@ -30,7 +30,7 @@ whose trigger went out (and only with ``send_resolved``), silenced or not.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -159,9 +159,6 @@ class Step:
     state: RuleState
     notifications: list[Notification] = field(default_factory=list)
 
-    def changed_from(self, before: RuleState) -> bool:
-        return self.state.state != before.state
-
 
 def step(
     rule: Rule, state: RuleState, value: float | None, now: float, can_notify: bool = True
@@ -243,3 +240,10 @@ def _normal(s: RuleState, now: float) -> RuleState:
         notified_at=None,
         repeats=0,
     )
+
+
+def silenced_rule_ids(silences: Iterable[Mapping[str, Any]], now: float) -> set[str]:
+    """The rules with a silence in force at ``now`` (rows of alert_silences)."""
+    return {
+        s["rule_id"] for s in silences if s["starts_at"] <= now + EPSILON and now < s["ends_at"]
+    }

@@ -6,6 +6,7 @@ repository, and show channels only with their secrets masked.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,23 +15,17 @@ from typing import Any
 import httpx
 import redis
 
+from auditq.alerts import channels as channel_kinds
 from auditq.alerts import metrics as metrics_mod
-from auditq.alerts import notifiers
-from auditq.alerts.evaluator import build_message, status_key
-from auditq.alerts.models import (
-    CHANNEL_FIELDS,
-    RULE_FIELDS,
-    InvalidInput,
-    parse_channel,
-    parse_rule,
-    public_channel,
-)
+from auditq.alerts.channels import CHANNEL_FIELDS, parse_channel, public_channel
+from auditq.alerts.messages import build_message, outbox_row
+from auditq.alerts.models import RULE_FIELDS, InvalidInput, parse_rule
+from auditq.alerts.notifiers import Link
 from auditq.alerts.repo import Conflict, Repo, new_id, rows_by, valid_id
-from auditq.alerts.rules import EPSILON, Notification, Rule, RuleState
+from auditq.alerts.rules import Notification, Rule, RuleState, silenced_rule_ids
+from auditq.alerts.tables import CHANNELS, HISTORY, OUTBOX, RULES, SILENCES, STATES
+from auditq.config import Settings
 from auditq.keys import Keys
-
-RULES, CHANNELS, STATES = "alert_rules", "alert_channels", "alert_rule_state"
-SILENCES, HISTORY, OUTBOX = "alert_silences", "alert_history", "alert_outbox"
 
 
 class NotFound(LookupError):
@@ -53,33 +48,11 @@ def public_rule(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class AlertService:
-    def __init__(
-        self,
-        repo: Repo,
-        redis_client: redis.Redis | None = None,
-        keys: Keys | None = None,
-        *,
-        heartbeat_ttl: float = 30.0,
-        http_timeout: float = 10.0,
-        public_url: str | None = None,
-    ):
+    def __init__(self, repo: Repo, redis_client: redis.Redis | None, settings: Settings):
         self.repo = repo
         self.redis = redis_client
-        self.keys = keys or Keys()
-        self.heartbeat_ttl = heartbeat_ttl
-        self.http_timeout = http_timeout
-        self.public_url = public_url
-
-    @classmethod
-    def from_settings(cls, settings: Any, repo: Repo, redis_client: redis.Redis | None = None):
-        return cls(
-            repo,
-            redis_client,
-            Keys(settings.prefix),
-            heartbeat_ttl=settings.heartbeat_ttl,
-            http_timeout=settings.alert_http_timeout,
-            public_url=settings.public_url,
-        )
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
 
     # --- rules -----------------------------------------------------------------------------
 
@@ -140,24 +113,11 @@ class AlertService:
         now = time.time()
         note = Notification("resolve", state.episode, started_at=state.firing_at)
         channels = rows_by(self.repo.list(CHANNELS))
-        rows = []
-        for channel_id in rule.channel_ids:
-            channel = channels.get(channel_id)
-            if channel is None:
-                continue
-            message = build_message(rule, note, state.last_value, now, self.public_url)
-            message["channel_name"] = channel["name"]
-            rows.append(
-                {
-                    "key": f"{rule.id}:{note.episode}:resolve:0:{channel_id}",
-                    "rule_id": rule.id,
-                    "channel_id": channel_id,
-                    "kind": "resolve",
-                    "message": message,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
-            )
+        rows = [
+            outbox_row(rule, note, channels[c], state.last_value, now, self.settings.public_url)
+            for c in rule.channel_ids
+            if c in channels
+        ]
         if rows:
             self.repo.insert_ignore(OUTBOX, rows, "key")
 
@@ -200,17 +160,15 @@ class AlertService:
     def current_metrics(self, now: float | None = None) -> dict[str, float | None]:
         if self.redis is None:
             return dict.fromkeys(metrics_mod.METRICS)
-        return metrics_mod.collect(self.redis, self.keys, self.heartbeat_ttl, now)
+        return metrics_mod.collect(self.redis, self.keys, self.settings.heartbeat_ttl, now)
 
     def evaluator_status(self) -> dict[str, Any] | None:
         if self.redis is None:
             return None
         try:
-            raw = self.redis.get(status_key(self.keys))
+            raw = self.redis.get(self.keys.alerts_status)
         except redis.RedisError:
             return None
-        import json
-
         return json.loads(raw) if raw else None
 
     # --- channels --------------------------------------------------------------------------
@@ -228,7 +186,7 @@ class AlertService:
         return public_channel(self._channel_row(channel_id))
 
     def create_channel(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        channel = parse_channel(data)
+        channel = parse_channel(data, allow_private=self.settings.alert_allow_private)
         now = time.time()
         row = {"id": new_id(), **channel.model_dump(), "created_at": now, "updated_at": now}
         return public_channel(self._write(lambda: self.repo.insert(CHANNELS, row)))
@@ -246,7 +204,9 @@ class AlertService:
         same_kind = data.get("kind", current["kind"]) == current["kind"]
         if not replace_config and same_kind and isinstance(data.get("config"), Mapping):
             merged["config"] = {**(current.get("config") or {}), **data["config"]}
-        channel = parse_channel(merged, existing=current)
+        channel = parse_channel(
+            merged, existing=current, allow_private=self.settings.alert_allow_private
+        )
         changes = {**channel.model_dump(), "updated_at": time.time()}
         row = self._write(lambda: self.repo.update(CHANNELS, channel_id, changes))
         if row is None:
@@ -276,15 +236,16 @@ class AlertService:
             severity="info",
         )
         message = build_message(
-            rule, Notification("trigger", 0, started_at=now), 1.0, now, self.public_url
+            rule, Notification("trigger", 0, started_at=now), 1.0, now, self.settings.public_url
         )
         message["kind"] = "test"
         with httpx.Client(follow_redirects=False) as http:
-            outcome = notifiers.send(channel, message, http, self.http_timeout)
+            link = Link(http, self.settings.alert_http_timeout, self.settings.alert_allow_private)
+            outcome = channel_kinds.send(channel, message, link)
             if outcome.ok and channel["kind"] == "pagerduty":
                 # Close the test incident again.
                 resolved = {**message, "status": "resolved", "ends_at": now}
-                outcome = notifiers.send(channel, resolved, http, self.http_timeout)
+                outcome = channel_kinds.send(channel, resolved, link)
         self.repo.insert(
             HISTORY,
             {
@@ -317,11 +278,7 @@ class AlertService:
         ]
 
     def silenced_rule_ids(self, now: float) -> set[str]:
-        return {
-            s["rule_id"]
-            for s in self.repo.list(SILENCES, [("ends_at", "gt", now)])
-            if s["starts_at"] <= now + EPSILON
-        }
+        return silenced_rule_ids(self.repo.list(SILENCES, [("ends_at", "gt", now)]), now)
 
     def create_silence(
         self,

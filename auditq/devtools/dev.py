@@ -185,7 +185,7 @@ class Dev:
                 persistent=True,
             ).start()
             state.set(redis_port=self.redis.port)
-            provided["REDIS_URL"] = self.redis.url  # type: ignore[attr-defined]
+            provided["REDIS_URL"] = self.redis.url
         if self._stop.is_set():
             return provided
 
@@ -196,7 +196,7 @@ class Dev:
                 port=choose_port(state.get("postgres_port"), taken=taken),
             ).start()
             state.set(postgres_port=self.postgres.port)
-            dsn = self.postgres.dsn  # type: ignore[attr-defined]
+            dsn = self.postgres.dsn
             create_supabase_roles(dsn)
             self._migrate(dsn)
             provided["DATABASE_URL"] = dsn
@@ -335,7 +335,7 @@ class Dev:
                 database_line += f"   (embedded, data in {where}/postgres)"
         else:
             database_line = "none (events go to Supabase)"
-        store_line = settings.store_kind or "none"
+        store_line: str = settings.store_kind or "none"
         if settings.store_kind == "supabase":
             store_line += f" ({settings.supabase_url})"
         lines = [
@@ -482,5 +482,5 @@ def main(args: argparse.Namespace) -> int:
         return 1
     finally:
         dev.shutdown()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)

@@ -52,9 +52,9 @@ def port_is_free(port: int) -> bool:
 def choose_port(*preferred: int | None, taken: set[int] | frozenset[int] = frozenset()) -> int:
     """The first preferred port that is free, else any free port; never one in ``taken``
     (ports chosen for servers that have not bound them yet)."""
-    for port in preferred:
-        if port and port not in taken and port_is_free(port):
-            return port
+    for wanted in preferred:
+        if wanted and wanted not in taken and port_is_free(wanted):
+            return wanted
     while (port := free_port()) in taken:
         pass
     return port

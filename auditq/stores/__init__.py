@@ -58,6 +58,43 @@ class Store(Protocol):
         """
         ...
 
+    # --- seals (auditq/seals) ------------------------------------------------------------
+
+    def seal_horizon(self) -> tuple[int, datetime]:
+        """(txid horizon, database time): every row with a txid below the horizon is final."""
+        ...
+
+    def sealable_rows(
+        self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Rows with from_txid <= txid < to_txid in (txid, id) order, strictly after the
+        ``after`` keyset, at most ``limit``; SEALED_COLUMNS as keys, values as read
+        (``metadata`` as its jsonb text, ``ip`` as inet's output text)."""
+        ...
+
+    def seal_next(
+        self, from_txid: int, horizon: int, stored_before: datetime, max_rows: int
+    ) -> tuple[int, int, bytes]:
+        """The next seal's (to_txid, row count, leaves) from ``from_txid``, computed by the
+        database (``public.audit_seal_next``, which documents where a seal ends)."""
+        ...
+
+    def last_seal(self) -> dict[str, Any] | None:
+        """The newest seal without its leaves (auditq.stores.seals describes the record)."""
+        ...
+
+    def list_seals(self, after_no: int, limit: int, leaves: bool = True) -> list[dict[str, Any]]:
+        """Seals numbered above ``after_no``, in order, at most ``limit``."""
+        ...
+
+    def add_seal(self, seal: dict[str, Any]) -> bool:
+        """Insert one seal; False when its number or previous hash is already taken."""
+        ...
+
+    def unsealed(self, from_txid: int) -> tuple[int, datetime | None]:
+        """Rows with txid >= from_txid (no seal covers them): count and oldest received_at."""
+        ...
+
 
 # --- the explorer's read path (used by the dashboard) ------------------------------------
 

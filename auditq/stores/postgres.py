@@ -12,15 +12,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from auditq.events import ROW_COLUMNS, AuditEvent
+from auditq.seals.canonical import SEALED_COLUMNS
 from auditq.stores import (
     MAX_QUERY_LIMIT,
     QUERY_COLUMNS,
@@ -30,10 +30,28 @@ from auditq.stores import (
     IngestPath,
     StoreUnavailable,
 )
+from auditq.stores.encoding import dumps
+from auditq.stores.seals import SEAL_COLUMNS, seal_record
+
+# uuid, inet, jsonb and xid8 as the text PostgREST sends too (the canonical form uses it):
+# abbrev() is inet's output function (an ip::text cast would always add the /32 netmask).
+_SEALED = ", ".join(
+    {
+        "id": "id::text as id",
+        "ip": "abbrev(ip) as ip",
+        "metadata": "metadata::text as metadata",
+        "txid": "txid::text as txid",
+    }.get(c, c)
+    for c in SEALED_COLUMNS
+)
 
 _COLUMNS = ", ".join(ROW_COLUMNS)
 _STAGING = "auditq_incoming"
 _METADATA = list(AuditEvent.model_fields).index("metadata")
+# How COPY sends each column (ROW_COLUMNS order): a text field as Postgres would read it.
+_COPY_TYPES = [
+    {"id": "uuid", "occurred_at": "timestamptz"}.get(name, "text") for name in ROW_COLUMNS
+]
 
 
 def classify(error: psycopg.Error) -> DataRejected | StoreUnavailable:
@@ -153,18 +171,126 @@ class PostgresStore:
     def close(self) -> None:
         self._db.close()
 
+    # --- seals (auditq/seals): the sealer's and the verifier's reads and the seal write ----
+
+    def seal_horizon(self) -> tuple[int, datetime]:
+        with self._read() as conn:
+            xmin, now = _one(conn.execute("select * from public.audit_seal_horizon()"))
+        return int(xmin), now
+
+    def sealable_rows(
+        self, from_txid: int, to_txid: int, after: tuple[int, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Rows with from_txid <= txid < to_txid, in (txid, id) order, after the keyset."""
+        # Qualified names: a bare "txid" or "id" in ORDER BY would mean the text columns
+        # selected under those names, and put txid 1000 before 999.
+        query = (
+            f"select {_SEALED} from public.audit_logs l"
+            " where l.txid >= %s::xid8 and l.txid < %s::xid8"
+        )
+        params: list[Any] = [str(from_txid), str(to_txid)]
+        if after is not None:
+            query += " and (l.txid, l.id) > (%s::xid8, %s::uuid)"
+            params += [str(after[0]), after[1]]
+        query += " order by l.txid, l.id limit %s"
+        params.append(limit)
+        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, params).fetchall()
+
+    def seal_next(
+        self, from_txid: int, horizon: int, stored_before: datetime, max_rows: int
+    ) -> tuple[int, int, bytes]:
+        """The next seal's (to_txid, row count, leaves), computed by the database."""
+        with self._read() as conn:
+            end, count, leaves = _one(
+                conn.execute(
+                    "select * from public.audit_seal_next(%s, %s, %s, %s)",
+                    [str(from_txid), str(horizon), stored_before, max_rows],
+                )
+            )
+        return int(end), int(count), bytes(leaves)
+
+    def last_seal(self) -> dict[str, Any] | None:
+        seals = self._seals("order by seal_no desc limit 1", [], leaves=False)
+        return seals[0] if seals else None
+
+    def list_seals(self, after_no: int, limit: int, leaves: bool = True) -> list[dict[str, Any]]:
+        tail = "where seal_no > %s order by seal_no limit %s"
+        return self._seals(tail, [after_no, limit], leaves)
+
+    def add_seal(self, seal: dict[str, Any]) -> bool:
+        """Insert one seal; False when another sealer already took its place in the chain."""
+        columns = [c for c in SEAL_COLUMNS if c != "leaves"] + ["leaves"]
+        values = [str(seal[c]) if c.endswith("_txid") else seal[c] for c in columns]
+        query = sql.SQL("insert into public.audit_seals ({}) values ({})").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(
+                sql.SQL("%s::xid8" if c.endswith("_txid") else "%s") for c in columns
+            ),
+        )
+        try:
+            with self._db.use() as conn, conn.transaction():
+                conn.execute(query, values)
+        except psycopg.errors.UniqueViolation:
+            return False
+        except psycopg.Error as error:
+            raise classify(error) from error
+        return True
+
+    def unsealed(self, from_txid: int) -> tuple[int, datetime | None]:
+        """How many rows no seal covers yet, and when the oldest of them was stored."""
+        with self._read() as conn:
+            count, oldest = _one(
+                conn.execute(
+                    "select count(*), min(received_at) from public.audit_logs"
+                    " where txid >= %s::xid8",
+                    [str(from_txid)],
+                )
+            )
+        return count, oldest
+
+    def _seals(self, tail: str, params: list[Any], leaves: bool) -> list[dict[str, Any]]:
+        columns = ", ".join(
+            f"{c}::text as {c}" if c.endswith("_txid") else c
+            for c in SEAL_COLUMNS
+            if leaves or c != "leaves"
+        )
+        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+            query = f"select {columns} from public.audit_seals {tail}"
+            rows = cur.execute(query, params).fetchall()
+        return [seal_record(row) for row in rows]
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection]:
+        try:
+            with self._db.use() as conn:
+                try:
+                    yield conn
+                finally:
+                    conn.rollback()  # read only; end the transaction psycopg opened
+        except psycopg.Error as error:
+            raise classify(error) from error
+
+
+def _one(cursor: psycopg.Cursor) -> tuple[Any, ...]:
+    """The one row an aggregate or a function call returns."""
+    row = cursor.fetchone()
+    assert row is not None
+    return row
+
 
 def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> None:
     with cur.copy(f"copy {table} ({_COLUMNS}) from stdin") as copy:
+        # Declared once per batch, so each value skips the lookup of how to send it.
+        copy.set_types(_COPY_TYPES)
         for event in events:
-            copy.write_row(_values(event, ingest_path))
-
-
-def _values(event: AuditEvent, ingest_path: IngestPath) -> tuple:
-    # psycopg adapts uuid, datetime and ipaddress itself; only the JSON object needs a wrapper.
-    values = [getattr(event, name) for name in AuditEvent.model_fields]
-    values[_METADATA] = Jsonb(event.metadata)
-    return (*values, ingest_path)
+            # Straight from the event's own values, in ROW_COLUMNS order (a validated
+            # event's __dict__ holds exactly its fields); metadata goes as orjson's text,
+            # which the server parses into jsonb as it parses every COPY field.
+            values = list(event.__dict__.values())
+            values[_METADATA] = dumps(values[_METADATA]).decode()
+            values.append(ingest_path)
+            copy.write_row(values)
 
 
 def _select(

@@ -27,7 +27,7 @@ from auditq.alerts.service import NotFound
 from auditq.stores import StoreError
 from dashboard.access import bearer
 from dashboard.audit import record
-from dashboard.views.alerts import service
+from dashboard.resources import alert_service as service
 
 bp = Blueprint("api_alerts", __name__, url_prefix="/api/v1")
 

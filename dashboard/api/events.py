@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -35,7 +35,7 @@ def body_limit(max_event_bytes: int) -> int:
     return max(MIN_BODY, 4 * max_event_bytes)
 
 
-def _error(status: int, error: str, **extra) -> ResponseReturnValue:
+def _error(status: int, error: str, **extra) -> tuple[Response, int]:
     return jsonify({"error": error, **extra}), status
 
 
@@ -69,7 +69,7 @@ def ingest() -> ResponseReturnValue:
     events = []
     for index, item in enumerate(items):
         try:
-            event = build_event(item)
+            event = build_event(item, settings.redact_key_set)
         except EventError as error:
             return _error(
                 400, "invalid event", field=error.field, message=error.message, index=index
@@ -100,7 +100,7 @@ def ingest() -> ResponseReturnValue:
     return jsonify(body), 202
 
 
-def _retry(response: ResponseReturnValue, seconds: int = 5) -> ResponseReturnValue:
-    resp, status = response  # type: ignore[misc]
+def _retry(response: tuple[Response, int], seconds: int = 5) -> tuple[Response, int]:
+    resp, status = response
     resp.headers["Retry-After"] = str(seconds)
     return resp, status

@@ -10,14 +10,12 @@ data from the context processor at the bottom.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -26,42 +24,20 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
+from auditq.alerts.channels import KINDS, secrets_of
 from auditq.alerts.metrics import METRICS
-from auditq.alerts.models import KINDS, MASK, RULE_FIELDS, SECRETS, InvalidInput
-from auditq.alerts.repo import open_repo
+from auditq.alerts.models import RULE_FIELDS, InvalidInput
 from auditq.alerts.rules import NO_DATA, OPS, SEVERITIES
-from auditq.alerts.service import AlertService, NotFound
+from auditq.alerts.service import NotFound
 from auditq.stores import StoreError
 from dashboard.access import admin_only
 from dashboard.audit import record
-from dashboard.resources import resources
+from dashboard.resources import alert_service as service
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 
-EXTENSION = "auditq_alerts"
-_lock = threading.Lock()
-
-# The form fields of each channel kind: (config key, label, input type, secret).
-CHANNEL_FORM: dict[str, list[tuple[str, str, str]]] = {
-    "slack": [("url", "Incoming webhook URL", "url")],
-    "pagerduty": [
-        ("routing_key", "Integration (routing) key", "text"),
-        ("url", "Events API URL (leave empty for PagerDuty's)", "url"),
-    ],
-    "webhook": [("url", "URL (receives Alertmanager's webhook JSON)", "url")],
-    "email": [
-        ("host", "SMTP host", "text"),
-        ("port", "Port", "number"),
-        ("starttls", "STARTTLS", "checkbox"),
-        ("username", "Username", "text"),
-        ("password", "Password", "password"),
-        ("from", "From", "text"),
-        ("to", "To (comma-separated)", "text"),
-    ],
-}
-KIND_LABELS = {"slack": "Slack", "pagerduty": "PagerDuty", "webhook": "Webhook", "email": "Email"}
 SILENCE_DURATIONS = [
     (30, "30 minutes"),
     (60, "1 hour"),
@@ -69,21 +45,6 @@ SILENCE_DURATIONS = [
     (1440, "1 day"),
     (10080, "1 week"),
 ]
-
-
-def service() -> AlertService:
-    """This app's alert service (its store repository is opened on first use)."""
-    app = current_app
-    with _lock:
-        svc = app.extensions.get(EXTENSION)
-        if svc is None:
-            res = resources()
-            repo = open_repo(res.settings, timeout=15)
-            if repo is None:
-                abort(503, "Alerts need a store: set SUPABASE_URL or DATABASE_URL.")
-            svc = AlertService.from_settings(res.settings, repo, res.redis)
-            app.extensions[EXTENSION] = svc
-        return svc
 
 
 @bp.errorhandler(StoreError)
@@ -101,8 +62,6 @@ def _context(**extra: Any) -> dict[str, Any]:
         "severities": SEVERITIES,
         "no_data_choices": NO_DATA,
         "kinds": KINDS,
-        "kind_labels": KIND_LABELS,
-        "channel_form": CHANNEL_FORM,
         "now": time.time(),
         **extra,
     }
@@ -267,7 +226,7 @@ def channels() -> str:
 
 def _channel_form_values(form, kind: str) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    for key, _label, kind_of_input in CHANNEL_FORM.get(kind, []):
+    for key, _label, kind_of_input in KINDS[kind].form if kind in KINDS else ():
         if kind_of_input == "checkbox":
             config[key] = _yes(form, f"config.{key}")
         else:
@@ -291,7 +250,7 @@ def _render_channel_form(values, errors, channel_id=None, stored=None, status=20
             errors=errors,
             channel_id=channel_id,
             masked=masked,
-            secrets=SECRETS.get(values["kind"], ()),
+            secrets=secrets_of(values["kind"]),
             tab="channels",
         ),
     ), status
@@ -510,9 +469,7 @@ def _yes(form, name: str) -> bool:
 def _without_secrets(channel: dict[str, Any]) -> dict[str, Any]:
     """Secret inputs are never filled in (nor echoed back after a failed submit)."""
     kind = channel["kind"]
-    config = {
-        k: v for k, v in (channel.get("config") or {}).items() if k not in SECRETS.get(kind, ())
-    }
+    config = {k: v for k, v in (channel.get("config") or {}).items() if k not in secrets_of(kind)}
     return {**channel, "config": config}
 
 
@@ -532,6 +489,3 @@ def _actor() -> str:
     from flask import g
 
     return getattr(g, "role", None) or "unknown"
-
-
-__all__ = ["MASK", "bp", "service"]

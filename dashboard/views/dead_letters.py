@@ -94,13 +94,13 @@ def requeue(entry_id: str) -> Response:
         result = dl.requeue(resources(), entry_id, shard)
     except dl.NotFound:
         flash("That dead letter is gone (already requeued or discarded).", "warning")
-        return redirect(url_for(".index", **_with_shard(shard)), code=303)
+        return redirect(url_for(".index", shard=shard or None), code=303)
     except dl.Truncated:
         flash(TRUNCATED, "error")
-        return redirect(url_for(".show", entry_id=entry_id, **_with_shard(shard)), code=303)
+        return redirect(url_for(".show", entry_id=entry_id, shard=shard or None), code=303)
     if result.queue_full:
         flash(FULL, "error")
-        return redirect(url_for(".show", entry_id=entry_id, **_with_shard(shard)), code=303)
+        return redirect(url_for(".show", entry_id=entry_id, shard=shard or None), code=303)
     letter, new_id = result.moved[0]
     record(
         "auditq.dead_letter.requeue",
@@ -116,7 +116,7 @@ def requeue(entry_id: str) -> Response:
         },
     )
     flash(f"Requeued dead letter {letter.id} as queue entry {new_id}.", "ok")
-    return redirect(url_for(".index", **_with_shard(shard)), code=303)
+    return redirect(url_for(".index", shard=shard or None), code=303)
 
 
 @bp.route("/requeue-all", methods=["POST"])
@@ -148,7 +148,7 @@ def requeue_all() -> Response:
         flash(f"Requeued {moved}; more remain — requeue all again to continue.{kept}", "warning")
     else:
         flash(f"Requeued {moved} dead letter{'s' if moved != 1 else ''}.{kept}", "ok")
-    return redirect(url_for(".index", **_with_shard(shard)), code=303)
+    return redirect(url_for(".index", shard=shard or None), code=303)
 
 
 @bp.route("/<entry_id>/discard", methods=["POST"])
@@ -158,7 +158,7 @@ def discard(entry_id: str) -> Response:
         letter = dl.discard(resources(), entry_id, shard)
     except dl.NotFound:
         flash("That dead letter is gone (already requeued or discarded).", "warning")
-        return redirect(url_for(".index", **_with_shard(shard)), code=303)
+        return redirect(url_for(".index", shard=shard or None), code=303)
     record(
         "auditq.dead_letter.discard",
         target_type="dead_letter",
@@ -176,7 +176,7 @@ def discard(entry_id: str) -> Response:
         },
     )
     flash(f"Discarded dead letter {letter.id}.", "ok")
-    return redirect(url_for(".index", **_with_shard(shard)), code=303)
+    return redirect(url_for(".index", shard=shard or None), code=303)
 
 
 def _loggable(value: str, limit: int) -> str:

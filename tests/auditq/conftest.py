@@ -1,4 +1,5 @@
-"""Fixtures of the producer tests (clients, framework integrations, tokens)."""
+"""Fixtures of the core tests: producers (clients, framework integrations, tokens) and both
+stores (the store contract and the seals)."""
 
 import json
 import re
@@ -6,7 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from auditq.devtools.embedded import RedisServer, free_port
+from auditq.stores.postgres import PostgresStore
+from auditq.stores.supabase import SupabaseStore
 from tests.supabase_auth import JWT_SECRET, JwksServer
+
+
+@pytest.fixture
+def doomed_redis(tmp_path):
+    """A Redis of the test's own, for tests that stop and restart it."""
+    server = RedisServer(tmp_path / "redis", port=free_port())
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -49,3 +62,13 @@ def readme_example(monkeypatch, redis_url):
         return namespace
 
     return run
+
+
+@pytest.fixture(params=["postgres", "supabase"])
+def store(request, pg_dsn, postgrest, clean_db):
+    if request.param == "postgres":
+        opened = PostgresStore(pg_dsn, timeout=5)
+    else:
+        opened = SupabaseStore(postgrest.url, postgrest.service_key, timeout=5)
+    yield opened
+    opened.close()

@@ -9,7 +9,7 @@ from auditq import AsyncAuditClient, AuditUnavailable
 from auditq.config import load_settings
 from auditq.devtools.embedded import free_port
 from auditq.events import EventError
-from tests.auditq.test_client import doomed_redis, rows_with, supabase_settings  # noqa: F401
+from tests.auditq.helpers import rows_with, supabase_settings
 
 
 def run(coro):

@@ -9,25 +9,8 @@ import pytest
 
 from auditq.client import AuditClient, AuditUnavailable
 from auditq.config import load_settings
-from auditq.devtools.embedded import RedisServer, free_port
 from auditq.events import EventError
-
-
-def supabase_settings(postgrest, redis_url, **overrides):
-    return load_settings(
-        redis_url=redis_url,
-        supabase_url=postgrest.url,
-        supabase_service_role_key=postgrest.service_key,
-        **overrides,
-    )
-
-
-def rows_with(pg_dsn, ids):
-    with psycopg.connect(pg_dsn) as conn:
-        return conn.execute(
-            "select id::text, ingest_path from public.audit_logs where id = any(%s::uuid[])",
-            (list(ids),),
-        ).fetchall()
+from tests.auditq.helpers import rows_with, supabase_settings
 
 
 def test_ten_thousand_logs_make_ten_thousand_entries_that_parse_back(redis_url):
@@ -130,14 +113,6 @@ def test_with_postgrest_stopped_a_critical_event_is_deferred_to_the_stream(
     assert json.loads(fields[b"event"])["id"] == result.id
     assert rows_with(pg_dsn, [result.id]) == []
     assert client.stats.totals()["deferred"] == 1
-
-
-@pytest.fixture
-def doomed_redis(tmp_path):
-    server = RedisServer(tmp_path / "redis", port=free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_with_redis_stopped_log_returns_within_its_bound(doomed_redis, postgrest, pg_dsn, clean_db):

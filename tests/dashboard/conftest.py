@@ -27,10 +27,6 @@ from tests.dashboard.helpers import (
     login,
 )
 
-# isort: split
-# Only until the alerts tests (moved on the alerts branch) import these from helpers.py.
-from tests.dashboard.helpers import csrf_token, screenshot  # noqa: F401
-
 
 @pytest.fixture
 def make_settings(redis_url: str, clean_db: str) -> Callable[..., Settings]:

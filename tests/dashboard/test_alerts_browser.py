@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.auditq.alerts.helpers import Receiver
-from tests.dashboard.conftest import LiveServer, screenshot
+from tests.dashboard.helpers import LiveServer, screenshot
 from tests.dashboard.test_browser import log_in
 from tests.polling import wait_for
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.fixture
 def alerting_server(make_app):
     """The app with its background evaluator on (as in production), served for real."""
-    app = make_app(alerts_in_web=True, alert_interval=0.2, alert_lease=2)
+    app = make_app(alerts_in_web=True, alert_interval=0.2, alert_lease=2, alert_allow_private=True)
     scheduler = app.extensions["auditq_alerts_scheduler"]
     assert scheduler is not None and scheduler.running
     server = LiveServer(app).start()

@@ -34,9 +34,12 @@ def test_every_blueprint_module_is_registered(app):
     assert set(app.blueprints) == {
         "auth", "overview", "workers", "dead_letters", "explorer", "settings",
         "api_stats", "api_events", "alerts", "api_alerts", "metrics", "health",
+        "integrity", "api_integrity",
     }  # fmt: skip
     labels = [item.label for item in NAV]
-    assert labels == ["Overview", "Workers", "Alerts", "Dead letters", "Explorer", "Settings"]
+    assert labels == [
+        "Overview", "Workers", "Alerts", "Dead letters", "Integrity", "Explorer", "Settings"
+    ]  # fmt: skip
     assert all(item.endpoint in app.view_functions for item in NAV)
 
 

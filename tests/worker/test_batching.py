@@ -2,7 +2,8 @@
 
 import pytest
 
-from worker.batching import AdaptiveBatch, chunk_by_bytes, split
+from auditq.config import load_settings
+from worker.batching import PROFILES, AdaptiveBatch, chunk_by_bytes, split
 
 
 def sizer(**overrides) -> AdaptiveBatch:
@@ -63,3 +64,38 @@ def test_chunks_by_bytes_keep_order_and_let_a_huge_item_go_alone():
 
 def test_split_makes_consecutive_pieces():
     assert split([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+
+
+# --- per store ---------------------------------------------------------------------------
+
+
+def store_settings(monkeypatch, **overrides):
+    for name in ("AUDITQ_BATCH_START", "AUDITQ_BATCH_MIN", "AUDITQ_BATCH_MAX"):
+        monkeypatch.delenv(name, raising=False)
+    return load_settings(redis_url="redis://127.0.0.1:1/0", **overrides)
+
+
+def test_each_store_starts_and_grows_at_its_own_pace(monkeypatch):
+    settings = store_settings(monkeypatch)
+    copy = AdaptiveBatch.for_store("postgres", settings)
+    post = AdaptiveBatch.for_store("supabase", settings)
+    assert copy.size == PROFILES["postgres"].start > post.size == PROFILES["supabase"].start
+    for batch in (copy, post):
+        before = batch.size
+        batch.succeeded(latency_ms=50, entries=before, nbytes=before * 300, backlog=True)
+        assert batch.size > before + settings.batch_min  # a store's step, not the minimum's
+        for _ in range(100):
+            batch.succeeded(latency_ms=50, entries=batch.size, nbytes=300, backlog=True)
+        assert batch.size == settings.batch_max  # still bounded by the settings
+        batch.succeeded(latency_ms=900, entries=batch.size, nbytes=300, backlog=True)
+        assert batch.size == settings.batch_max // 2  # and by the latency target
+
+
+def test_an_explicit_start_and_bounds_win_over_the_store_profile(monkeypatch):
+    explicit = AdaptiveBatch.for_store("postgres", store_settings(monkeypatch, batch_start=700))
+    assert explicit.size == 700
+    capped = AdaptiveBatch.for_store("postgres", store_settings(monkeypatch, batch_max=1200))
+    assert capped.size == 1200
+    settings = store_settings(monkeypatch)
+    other = AdaptiveBatch.for_store("another", settings)
+    assert other.size == settings.batch_start and other.step == other.minimum  # generic

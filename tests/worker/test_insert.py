@@ -189,10 +189,10 @@ def test_an_unexpected_error_while_decoding_one_entry_holds_back_no_other(
     entry_ids = enqueue(inserter.queue, payloads)
 
     # A stand-in for an error of a type nobody foresaw (as OverflowError once was).
-    def decode_entry(entry_id, fields, max_bytes, shard=0):
+    def decode_entry(entry_id, *args):
         if entry_id == entry_ids[11]:
             raise TypeError("nobody saw this coming")
-        return events.decode_entry(entry_id, fields, max_bytes, shard)
+        return events.decode_entry(entry_id, *args)
 
     monkeypatch.setattr(insert, "decode_entry", decode_entry)
     with inserter.lock:

@@ -10,11 +10,9 @@ import redis
 from auditq.alerts.evaluator import Evaluator
 from auditq.alerts.repo import PostgresRepo, Repo, SupabaseRepo
 from auditq.config import Settings, load_settings
-from auditq.keys import Keys
 from auditq.stores.supabase import SupabaseStore
 from tests.auditq.alerts.helpers import Receiver, SmtpSink
-
-KEYS = Keys("audit")
+from tests.worker.helpers import Workers
 
 
 @pytest.fixture(params=["postgres", "supabase"])
@@ -51,6 +49,7 @@ def settings(redis_url, clean_db) -> Settings:
         alert_http_timeout=5,
         alert_retry_max=60,
         alert_max_attempts=5,
+        alert_allow_private=True,  # the receivers listen on 127.0.0.1
     )
 
 
@@ -70,6 +69,18 @@ def evaluators(settings, redis_client: redis.Redis) -> Iterator[Callable[..., Ev
 
 
 @pytest.fixture
+def worker_procs(tmp_path, redis_url, clean_db, redis_server) -> Iterator[Workers]:
+    """Real `python -m worker` processes (each runs the evaluator too); killed at the end."""
+    procs = Workers(tmp_path, redis_url, clean_db)
+    yield procs
+    for proc in procs.procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    redis_server.start()  # a test that stopped it may have failed half-way
+
+
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     server = Receiver()
     yield server
@@ -81,17 +92,3 @@ def smtp() -> Iterator[SmtpSink]:
     server = SmtpSink()
     yield server
     server.close()
-
-
-def set_queue(client: redis.Redis, length: int) -> None:
-    """Make the real stream hold exactly ``length`` entries."""
-    current = client.xlen(KEYS.stream)
-    if length < current:
-        ids = [eid for eid, _ in client.xrange(KEYS.stream, count=current - length)]
-        client.xdel(KEYS.stream, *ids)
-    elif length > current:
-        pipe = client.pipeline(transaction=False)
-        for i in range(length - current):
-            pipe.xadd(KEYS.stream, {"event": f'{{"action": "probe", "n": {i}}}'})
-        pipe.execute()
-    assert client.xlen(KEYS.stream) == length

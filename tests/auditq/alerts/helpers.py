@@ -1,4 +1,5 @@
-"""Real receivers for alert notifications: an HTTP server that records every request and
+"""Alert test helpers: the service as the dashboard builds it, a stream of a given length,
+and real receivers for notifications: an HTTP server that records every request and
 answers with scripted statuses, and an SMTP server (aiosmtpd) that records every message.
 """
 
@@ -12,9 +13,48 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import redis
 from aiosmtpd.controller import Controller
 
+from auditq.alerts.repo import Repo
+from auditq.alerts.service import AlertService
+from auditq.config import load_settings
 from auditq.devtools.embedded import HOST, free_port
+from auditq.keys import Keys
+
+KEYS = Keys("audit")
+
+
+def alert_service(repo: Repo, redis_client: redis.Redis | None = None) -> AlertService:
+    """The service with the test settings (receivers on 127.0.0.1 are allowed)."""
+    settings = load_settings(prefix=KEYS.prefix, heartbeat_ttl=5, alert_allow_private=True)
+    return AlertService(repo, redis_client, settings)
+
+
+def email_channel(svc: AlertService, smtp: SmtpSink, to: str = "ops@example.com") -> dict:
+    """An email channel to the SMTP sink (plain SMTP on 127.0.0.1)."""
+    config = {
+        "host": HOST,
+        "port": smtp.port,
+        "starttls": False,
+        "from": "auditq@example.com",
+        "to": to,
+    }
+    return svc.create_channel({"name": "mail", "kind": "email", "config": config})
+
+
+def set_queue(client: redis.Redis, length: int) -> None:
+    """Make the real stream hold exactly ``length`` entries."""
+    current = client.xlen(KEYS.stream)
+    if length < current:
+        ids = [eid for eid, _ in client.xrange(KEYS.stream, count=current - length)]
+        client.xdel(KEYS.stream, *ids)
+    elif length > current:
+        pipe = client.pipeline(transaction=False)
+        for i in range(length - current):
+            pipe.xadd(KEYS.stream, {"event": f'{{"action": "probe", "n": {i}}}'})
+        pipe.execute()
+    assert client.xlen(KEYS.stream) == length
 
 
 class Receiver:

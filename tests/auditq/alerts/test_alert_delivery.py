@@ -9,12 +9,8 @@ import pytest
 
 from auditq.alerts.evaluator import Evaluator
 from auditq.alerts.repo import PostgresRepo
-from auditq.alerts.service import AlertService
-from tests.auditq.alerts.conftest import KEYS, set_queue
-
-
-def service(repo, redis_client=None):
-    return AlertService(repo, redis_client, KEYS)
+from tests.auditq.alerts.helpers import alert_service as service
+from tests.auditq.alerts.helpers import email_channel, set_queue
 
 
 def slack(svc, receiver, name="slack", path="/slack"):
@@ -99,19 +95,7 @@ def test_each_channel_gets_its_real_payload(pg_repo, evaluators, redis_client, r
         svc.create_channel(
             {"name": "am", "kind": "webhook", "config": {"url": receiver.url + "/am"}}
         ),
-        svc.create_channel(
-            {
-                "name": "mail",
-                "kind": "email",
-                "config": {
-                    "host": "127.0.0.1",
-                    "port": smtp.port,
-                    "starttls": False,
-                    "from": "auditq@example.com",
-                    "to": "oncall@example.com, ops@example.com",
-                },
-            }
-        ),
+        email_channel(svc, smtp, to="oncall@example.com, ops@example.com"),
     ]
     rule = queue_rule(svc, channels, for_seconds=0, clear_threshold=None)
     ev = evaluators(pg_repo)
@@ -393,13 +377,19 @@ def test_the_evaluator_seeds_the_default_rules(pg_repo, settings, redis_client):
         "no_live_worker",
         "failed_batches",
         "drops",
+        "redis_down",
     }
 
 
 def test_a_new_process_for_every_run_still_sends_exactly_one_trigger_and_one_resolve(
     settings, pg_repo, redis_client, receiver
 ):
-    from auditq.alerts.evaluator import evaluate_once
+    def evaluate_once(settings, redis_client, repo, now):
+        evaluator = Evaluator(settings, redis_client, repo)  # as a newly started process
+        try:
+            return evaluator.evaluate_once(now)
+        finally:
+            evaluator.close()
 
     svc = service(pg_repo)
     queue_rule(svc, [slack(svc, receiver)], for_seconds=20)

@@ -2,10 +2,10 @@
 
 import pytest
 
-from auditq.alerts.metrics import METRICS, collect, window_weights
+from auditq.alerts.metrics import METRICS, collect
 from auditq.queue import connect
-from auditq.stats import latency_field
-from tests.auditq.alerts.conftest import KEYS, set_queue
+from auditq.stats import latency_field, window_weights
+from tests.auditq.alerts.helpers import KEYS, set_queue
 
 MINUTE = 29_000_000  # an epoch minute
 T = MINUTE * 60.0
@@ -28,6 +28,7 @@ def test_all_metrics_have_values_on_an_idle_system(redis_client):
         "heartbeat_age_seconds": None,
         "batch_latency_p95_ms": None,
         "critical_deferred": 0.0,
+        "redis_up": 1.0,
     }
 
 
@@ -72,6 +73,8 @@ def test_workers_alive_and_the_oldest_heartbeat(redis_client):
     assert values["heartbeat_age_seconds"] == 100
 
 
-def test_an_unreachable_redis_is_no_data():
+def test_an_unreachable_redis_is_no_data_and_redis_down():
     dead = connect("redis://127.0.0.1:1/0", timeout=0.2)
-    assert set(collect(dead, KEYS, 30, now=T).values()) == {None}
+    values = collect(dead, KEYS, 30, now=T)
+    assert values.pop("redis_up") == 0.0
+    assert set(values.values()) == {None}

@@ -1,27 +1,14 @@
 """When every worker process dies, the "no live worker" alert still goes out: the web
-process's evaluator takes the lease over and fires the default rule."""
+process's evaluator takes the lease over, fires the default rule, and resolves it once a
+worker is back."""
 
 import signal
 import time
 
-import pytest
-
 from auditq.alerts.evaluator import Evaluator
 from auditq.alerts.metrics import collect
-from auditq.alerts.service import AlertService
-from tests.auditq.alerts.conftest import KEYS
+from tests.auditq.alerts.helpers import KEYS, alert_service
 from tests.polling import wait_for
-from tests.worker.helpers import Workers
-
-
-@pytest.fixture
-def worker_procs(tmp_path, redis_url, clean_db):
-    procs = Workers(tmp_path, redis_url, clean_db)
-    yield procs
-    for proc in procs.procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
 
 
 def test_killing_every_worker_delivers_the_no_live_worker_alert(
@@ -39,7 +26,7 @@ def test_killing_every_worker_delivers_the_no_live_worker_alert(
         lambda: pg_repo.get("alert_rules", "no_live_worker", key="seed_key"), "default rules"
     )
     assert rule["channel_ids"] == []
-    svc = AlertService(pg_repo, redis_client, KEYS)
+    svc = alert_service(pg_repo, redis_client)
     channel = svc.create_channel(
         {"name": "oncall", "kind": "slack", "config": {"url": receiver.url + "/slack"}}
     )
@@ -59,8 +46,18 @@ def test_killing_every_worker_delivers_the_no_live_worker_alert(
         assert collect(redis_client, KEYS, 5, t + 6)["workers_alive"] == 0
         assert receiver.requests == []
         web.evaluate_once(t + settings.heartbeat_ttl + 1 + 30)  # 30 s without a live worker
+        (message,) = receiver.ok()
+        assert "[FIRING] No live worker for 30 s" in message["text"]
+        assert "workers_alive = 0" in message["text"]
+
+        # A worker comes back (its evaluator waits: the web process holds the lease).
+        worker_procs.start(alert_interval=0.2, alert_lease=1)
+        wait_for(
+            lambda: collect(redis_client, KEYS, settings.heartbeat_ttl)["workers_alive"] == 1,
+            "a live worker again",
+        )
+        web.evaluate_once()  # the real time: the new worker's heartbeat counts
     finally:
         web.close()
-    (message,) = receiver.ok()
-    assert "[FIRING] No live worker for 30 s" in message["text"]
-    assert "workers_alive = 0" in message["text"]
+    texts = [m["text"] for m in receiver.ok()]
+    assert len(texts) == 2 and "[RESOLVED] No live worker for 30 s" in texts[1]

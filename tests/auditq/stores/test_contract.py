@@ -10,16 +10,6 @@ from auditq.stores.postgres import PostgresStore
 from auditq.stores.supabase import SupabaseStore
 
 
-@pytest.fixture(params=["postgres", "supabase"])
-def store(request, pg_dsn, postgrest, clean_db):
-    if request.param == "postgres":
-        opened = PostgresStore(pg_dsn, timeout=5)
-    else:
-        opened = SupabaseStore(postgrest.url, postgrest.service_key, timeout=5)
-    yield opened
-    opened.close()
-
-
 def count_rows(pg_dsn, events):
     with psycopg.connect(pg_dsn) as conn:
         return conn.execute(

@@ -71,6 +71,16 @@ def test_a_list_of_events_is_accepted_in_one_request(client, redis_client, keys)
     assert redis_client.xlen(keys.stream) == 2
 
 
+def test_secrets_in_metadata_are_redacted_before_they_are_queued(client, redis_client, keys):
+    body = {"action": "a", "metadata": {"user": {"Password": "hunter2"}, "access_token": "t"}}
+    assert post(client, body).status_code == 202
+    ((_, fields),) = redis_client.xrange(keys.stream)
+    assert json.loads(fields[b"event"])["metadata"] == {
+        "user": {"Password": "[redacted]"},
+        "access_token": "[redacted]",
+    }
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

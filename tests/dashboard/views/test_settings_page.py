@@ -40,7 +40,7 @@ def test_no_secret_value_appears_and_each_says_set_or_not(make_app, redis_url):
         assert secret not in html, secret
     assert "default:••••••@127.0.0.1" in html
     assert html.count(">set</span>") == 6  # secret, 2 passwords, ingest, api, database url
-    assert html.count(">not set</span>") == 3  # metrics token, supabase key, jwt secret
+    assert html.count(">not set</span>") == 4  # metrics token, supabase key, jwt secret, seal key
     assert METRICS_TOKEN not in html
 
 

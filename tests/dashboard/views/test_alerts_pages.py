@@ -15,7 +15,7 @@ from auditq.alerts.evaluator import Evaluator
 from auditq.alerts.repo import PostgresRepo
 from auditq.alerts.service import AlertService
 from tests.auditq.alerts.helpers import Receiver
-from tests.dashboard.conftest import csrf_token
+from tests.dashboard.helpers import csrf_token
 
 SLACK_URL = "https://hooks.slack.com/services/T0000/B0000/SECRETSECRETwxyz"
 
@@ -28,8 +28,13 @@ def repo(clean_db):
 
 
 @pytest.fixture
-def svc(repo, redis_client, keys):
-    return AlertService(repo, redis_client, keys)
+def app(make_app):
+    return make_app(alert_allow_private=True)  # the receivers listen on 127.0.0.1
+
+
+@pytest.fixture
+def svc(repo, redis_client, app):
+    return AlertService(repo, redis_client, app.extensions["auditq"].settings)
 
 
 @pytest.fixture

@@ -7,10 +7,15 @@ import psycopg
 import pytest
 
 from tests.auditq.alerts.helpers import Receiver
-from tests.dashboard.conftest import API_TOKEN
+from tests.dashboard.helpers import API_TOKEN
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 SLACK_URL = "https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXabcd"
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(alert_allow_private=True)  # the receivers listen on 127.0.0.1
 
 
 @pytest.fixture
@@ -237,3 +242,31 @@ def test_send_a_test_notification(api, receiver, clean_db):
     receiver.script(500)
     failed = api("POST", f"/channels/{channel['id']}/test")
     assert failed.status_code == 502 and "HTTP 500" in failed.json["detail"]
+    # Status and reason only: whatever the receiver answered stays out (issue 10, item 6).
+    assert failed.json["detail"] == "HTTP 500 Internal Server Error"
+    assert "scripted failure" not in str(failed.json)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/metrics",
+        "http://localhost:{port}/metrics",  # a name: resolved, then refused
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.7/hook",
+        "http://[::1]:{port}/hook",
+        "http://[::ffff:127.0.0.1]:{port}/hook",
+        "http://0.0.0.0:{port}/hook",
+    ],
+)
+def test_channels_to_internal_addresses_are_refused_by_default(make_app, receiver, url):
+    client = make_app().test_client()  # AUDITQ_ALERT_ALLOW_PRIVATE unset
+    port = receiver.url.rsplit(":", 1)[1]
+    body = {"name": "probe", "kind": "webhook", "config": {"url": url.format(port=port)}}
+    response = client.post("/api/v1/channels", json=body, headers=AUTH)
+    assert response.status_code == 400
+    assert response.json["field"] == "config.url"
+    assert "AUDITQ_ALERT_ALLOW_PRIVATE" in response.json["error"]
+    slack = {"name": "probe", "kind": "slack", "config": {"url": url.format(port=port)}}
+    assert client.post("/api/v1/channels", json=slack, headers=AUTH).status_code == 400
+    assert receiver.requests == []
