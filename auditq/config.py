@@ -18,6 +18,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic import model_validator as _model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from auditq.keys import hash_tag
 from auditq.redact import DEFAULT_KEYS as DEFAULT_REDACT_KEYS
 from auditq.redact import key_set
 
@@ -53,7 +54,24 @@ class Settings(BaseSettings):
     )
 
     # --- queue and producers -----------------------------------------------------------
-    prefix: str = _env("AUDITQ_PREFIX", default="audit", min_length=1, max_length=64)
+    prefix: str = _env(
+        "AUDITQ_PREFIX",
+        default="audit",
+        min_length=1,
+        max_length=64,
+        description="Prefix of every Redis key. On Redis Cluster it needs a hash tag"
+        " (`{audit}`); braces are allowed only as one such tag.",
+    )
+    shards: int = _env(
+        "AUDITQ_SHARDS",
+        default=1,
+        ge=1,
+        le=64,
+        description="Streams the queue is split into, each with its own keys and bound"
+        " (AUDITQ_MAX_QUEUE / N); on Redis Cluster they spread over the masters. 1 keeps one"
+        " stream. Producers and workers should agree; workers also drain every shard a"
+        " process ever used, so lowering it loses nothing.",
+    )
     # ~0.5 KB per queued event: 100,000 is 50-60 MB of Redis memory.
     max_queue: int = _env("AUDITQ_MAX_QUEUE", default=100_000, gt=0)
     overflow: Literal["drop", "block", "direct"] = _env("AUDITQ_OVERFLOW", default="drop")
@@ -175,6 +193,17 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        # The shards' keys put their number inside the prefix's hash tag (auditq.keys); a
+        # stray brace would make Redis Cluster hash something else than the tag.
+        tag = hash_tag(value)
+        braces = value.count("{") + value.count("}")
+        if braces and (tag is None or braces != 2):
+            raise ValueError("braces are allowed only as one hash tag, e.g. {audit}")
         return value
 
     @field_validator("supabase_url")
