@@ -24,6 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from auditq.alerts.evaluator import add_job as add_alert_job
 from auditq.config import Settings
 from auditq.keys import Keys
+from auditq.pii.writer import sealer
 from auditq.queue import Queue, connect
 from auditq.stats import Stats
 from auditq.stores import Store
@@ -62,6 +63,7 @@ class Worker:
             self.status,
             max_event_bytes=settings.max_event_bytes,
             redact_keys=settings.redact_key_set,
+            seal=sealer(settings, store),
             retry_base=settings.retry_base,
             retry_max=settings.retry_max,
         )

@@ -30,6 +30,7 @@ import redis
 from tenacity import RetryCallState
 
 from auditq.events import AuditEvent, EventError, decode_entry
+from auditq.pii.writer import Sealer
 from auditq.queue import Entry, Queue
 from auditq.redact import DEFAULT_KEY_SET
 from auditq.stats import Stats, latency_field
@@ -83,6 +84,7 @@ class BatchInserter:
         retry_base: float,
         retry_max: float,
         redact_keys: frozenset[str] = DEFAULT_KEY_SET,
+        seal: Sealer | None = None,
     ) -> None:
         self.queue = queue
         self.stats = stats
@@ -91,6 +93,9 @@ class BatchInserter:
         self.status = status
         self.max_event_bytes = max_event_bytes
         self.redact_keys = redact_keys
+        # Personal fields become ciphertext just before each insert (auditq/pii); a key
+        # store failure is retried like the insert.
+        self.seal: Sealer = seal or (lambda events: events)
         self.retry_base = retry_base
         self.retry_max = retry_max
         # One batch at a time per process: the drain and reclaim jobs run on separate
@@ -226,7 +231,7 @@ class BatchInserter:
                 pending += reversed(split(part, self.sizer.size))
                 continue
             try:
-                outcome.new_rows += self.store.insert_events([event for _, event in part])
+                outcome.new_rows += self.store.insert_events(self.seal([e for _, e in part]))
             except StoreUnavailable:
                 pending.append(part)
                 raise

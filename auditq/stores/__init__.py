@@ -95,6 +95,24 @@ class Store(Protocol):
         """Rows with txid >= from_txid (no seal covers them): count and oldest received_at."""
         ...
 
+    # --- personal data keys (auditq/pii) ---------------------------------------------------
+
+    def pii_keys(
+        self, *, subjects: Sequence[str] = (), key_ids: Sequence[str] = ()
+    ) -> list[dict[str, str]]:
+        """Rows of ``audit_pii_keys`` (``subject``, ``key_id`` as text, ``wrapped``) whose
+        subject is in ``subjects`` or whose key id is in ``key_ids``."""
+        ...
+
+    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> None:
+        """Insert data keys, skipping a subject that has one already (another writer's
+        stays: callers read the keys back after adding)."""
+        ...
+
+    def delete_pii_key(self, subject: str) -> bool:
+        """Destroy a subject's data key (erasure); False when it had none."""
+        ...
+
 
 # --- the explorer's read path (used by the dashboard) ------------------------------------
 
@@ -116,6 +134,7 @@ QUERY_COLUMNS = (
     "request_id",
     "ingest_path",
     "metadata",
+    "pii",  # ciphertext of the personal fields (auditq/pii); readers replace it (reveal)
 )
 MAX_QUERY_LIMIT = 1000
 

@@ -41,6 +41,7 @@ _SEALED = ", ".join(
         "ip": "abbrev(ip) as ip",
         "metadata": "metadata::text as metadata",
         "txid": "txid::text as txid",
+        "pii": "pii::text as pii",
     }.get(c, c)
     for c in SEALED_COLUMNS
 )
@@ -48,6 +49,7 @@ _SEALED = ", ".join(
 _COLUMNS = ", ".join(ROW_COLUMNS)
 _STAGING = "auditq_incoming"
 _METADATA = list(AuditEvent.model_fields).index("metadata")
+_PII = list(AuditEvent.model_fields).index("pii")
 # How COPY sends each column (ROW_COLUMNS order): a text field as Postgres would read it.
 _COPY_TYPES = [
     {"id": "uuid", "occurred_at": "timestamptz"}.get(name, "text") for name in ROW_COLUMNS
@@ -260,6 +262,40 @@ class PostgresStore:
             rows = cur.execute(query, params).fetchall()
         return [seal_record(row) for row in rows]
 
+    # --- personal data keys (auditq/pii) ---------------------------------------------------
+
+    def pii_keys(
+        self, *, subjects: Sequence[str] = (), key_ids: Sequence[str] = ()
+    ) -> list[dict[str, str]]:
+        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "select subject, key_id::text as key_id, wrapped from public.audit_pii_keys"
+                " where subject = any(%s) or key_id = any(%s::uuid[])",
+                [list(subjects), list(key_ids)],
+            ).fetchall()
+
+    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> None:
+        try:
+            with self._db.use() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    "insert into public.audit_pii_keys (subject, key_id, wrapped)"
+                    " values (%(subject)s, %(key_id)s, %(wrapped)s)"
+                    " on conflict (subject) do nothing",
+                    list(rows),
+                )
+        except psycopg.Error as error:
+            raise classify(error) from error
+
+    def delete_pii_key(self, subject: str) -> bool:
+        try:
+            with self._db.use() as conn, conn.transaction():
+                cur = conn.execute(
+                    "delete from public.audit_pii_keys where subject = %s", [subject]
+                )
+                return cur.rowcount > 0
+        except psycopg.Error as error:
+            raise classify(error) from error
+
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection]:
         try:
@@ -286,9 +322,11 @@ def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> N
         for event in events:
             # Straight from the event's own values, in ROW_COLUMNS order (a validated
             # event's __dict__ holds exactly its fields); metadata goes as orjson's text,
-            # which the server parses into jsonb as it parses every COPY field.
+            # which the server parses into jsonb as it parses every COPY field (pii too).
             values = list(event.__dict__.values())
             values[_METADATA] = dumps(values[_METADATA]).decode()
+            if values[_PII] is not None:
+                values[_PII] = dumps(values[_PII]).decode()
             values.append(ingest_path)
             copy.write_row(values)
 

@@ -1,0 +1,54 @@
+"""AES-256-GCM for data keys (wrapped under AUDITQ_PII_KEY) and row fields (under a data key).
+
+Each encryption takes a fresh random 96-bit nonce, stored in front of the ciphertext; the
+associated data binds a wrapped key to its key id and a row's ciphertext to its row id.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_NONCE = 12
+_KEY_AAD = b"auditq/pii-key/v1\0"
+_ROW_AAD = b"auditq/pii-row/v1\0"
+
+
+class Undecryptable(ValueError):
+    """Wrong key, or a ciphertext that was changed."""
+
+
+def new_data_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def _seal(aead: AESGCM, plain: bytes, aad: bytes) -> str:
+    nonce = os.urandom(_NONCE)
+    return base64.b64encode(nonce + aead.encrypt(nonce, plain, aad)).decode()
+
+
+def _open(aead: AESGCM, sealed: str, aad: bytes) -> bytes:
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+        return aead.decrypt(raw[:_NONCE], raw[_NONCE:], aad)
+    except (InvalidTag, ValueError) as error:
+        raise Undecryptable("does not decrypt with this key") from error
+
+
+def wrap(master: AESGCM, key_id: str, data_key: bytes) -> str:
+    return _seal(master, data_key, _KEY_AAD + key_id.encode())
+
+
+def unwrap(master: AESGCM, key_id: str, wrapped: str) -> AESGCM:
+    return AESGCM(_open(master, wrapped, _KEY_AAD + key_id.encode()))
+
+
+def encrypt(data_key: AESGCM, row_id: str, plain: bytes) -> str:
+    return _seal(data_key, plain, _ROW_AAD + row_id.encode())
+
+
+def decrypt(data_key: AESGCM, row_id: str, sealed: str) -> bytes:
+    return _open(data_key, sealed, _ROW_AAD + row_id.encode())

@@ -1,0 +1,110 @@
+"""Encrypting personal fields just before a store insert: the one function every writer
+(the worker, the clients' direct writes) passes its events through.
+
+The drain is the hot path: a batch asks the store for the keys of the subjects it has not
+seen lately in one query (and creates the missing ones in one insert), and unwrapped data
+keys stay in a bounded LRU cache (AUDITQ_PII_CACHE_SIZE). A key cached here outlives its
+erasure in this process until evicted or restarted: rows written meanwhile are encrypted
+under the destroyed key, so they read as erased too (never in clear).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from auditq.config import Settings, pii_key_bytes
+from auditq.events import AuditEvent
+from auditq.pii import FORMAT, crypto, fields, subject_of
+from auditq.stores import Store, StoreUnavailable
+
+Sealer = Callable[[Sequence[AuditEvent]], Sequence[AuditEvent]]
+
+
+def _as_is(events: Sequence[AuditEvent]) -> Sequence[AuditEvent]:
+    return events
+
+
+def sealer(settings: Settings, store: Store) -> Sealer:
+    """What a writer passes its events through before ``store.insert_events``."""
+    if settings.pii_key is None or not settings.pii_field_list:
+        return _as_is
+    master = AESGCM(pii_key_bytes(settings.pii_key.get_secret_value()))
+    return Encryptor(store, master, settings.pii_field_list, settings.pii_cache_size).seal
+
+
+class Encryptor:
+    def __init__(self, store: Store, master: AESGCM, names: Sequence[str], cache_size: int):
+        self.store = store
+        self.master = master
+        self.names = tuple(names)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[str, AESGCM]] = OrderedDict()
+        self._lock = threading.Lock()  # the drain, reclaim and client threads share it
+
+    def seal(self, events: Sequence[AuditEvent]) -> list[AuditEvent]:
+        """The events with their personal fields replaced by ``pii`` ciphertext.
+
+        Raises StoreUnavailable when the keys cannot be read or created (a writer retries
+        it like a failed insert; nothing is stored in clear meanwhile)."""
+        taken = [fields.take(event, self.names) for event in events]
+        pairs = list(zip(events, taken, strict=True))
+        subjects = {subject_of(event.actor_id) for event, (found, _) in pairs if found}
+        if not subjects:
+            return list(events)
+        keys = self._keys(subjects)
+        sealed = []
+        for event, (found, updates) in pairs:
+            if found:
+                key_id, data_key = keys[subject_of(event.actor_id)]
+                ciphertext = crypto.encrypt(data_key, str(event.id), orjson.dumps(found))
+                pii = {"v": FORMAT, "k": key_id, "f": list(found), "c": ciphertext}
+                event = event.model_copy(update={**updates, "pii": pii})
+            sealed.append(event)
+        return sealed
+
+    def _keys(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:
+        with self._lock:
+            keys = {s: self._cache[s] for s in subjects if s in self._cache}
+            for subject in keys:
+                self._cache.move_to_end(subject)
+        missing = subjects - keys.keys()
+        if missing:
+            found = self._read(missing)
+            if new := missing - found.keys():
+                self.store.add_pii_keys([self._new_key(subject) for subject in sorted(new)])
+                # Read back: a writer racing on the same subject may have won the insert.
+                found |= self._read(new)
+            if lost := missing - found.keys():
+                # Only if a key was erased between the insert and the read back.
+                raise StoreUnavailable(f"pii: no data key for {len(lost)} subject(s) yet")
+            keys |= found
+            with self._lock:
+                self._cache.update(found)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return keys
+
+    def _read(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:
+        out = {}
+        for row in self.store.pii_keys(subjects=sorted(subjects)):
+            try:
+                key = crypto.unwrap(self.master, row["key_id"], row["wrapped"])
+            except crypto.Undecryptable:
+                # A wrong AUDITQ_PII_KEY: hold the rows back (retried) rather than store
+                # them under a key nobody could unwrap, or in clear.
+                raise StoreUnavailable(
+                    "pii: a data key does not unwrap with AUDITQ_PII_KEY (wrong key?)"
+                ) from None
+            out[row["subject"]] = (row["key_id"], key)
+        return out
+
+    def _new_key(self, subject: str) -> dict[str, str]:
+        key_id = str(uuid.uuid4())
+        return {"subject": subject, "key_id": key_id,
+                "wrapped": crypto.wrap(self.master, key_id, crypto.new_data_key())}  # fmt: skip
