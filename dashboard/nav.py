@@ -26,5 +26,6 @@ NAV = (
     NavItem("Dead letters", "dead_letters.index"),
     NavItem("Integrity", "integrity.index"),
     NavItem("Explorer", "explorer.index"),
+    NavItem("Privacy", "privacy.index"),
     NavItem("Settings", "settings.index"),
 )

@@ -13,15 +13,16 @@ def erase_subject(store: Store, actor_id: str) -> bool:
 
 
 ERASE_ACTION = "auditq.pii.erase"
+SUBJECT = "subject"  # the erase event's target_type; its target_id is the actor id
 
 
-def erase_event(actor_id: str, **who: str) -> dict[str, str]:
+def erase_event(erased_actor: str, **who: str) -> dict[str, str]:
     """The critical audit event of an erasure: who erased which subject, nothing erased."""
     return {
         "action": ERASE_ACTION,
         "category": "critical",
-        "target_type": "subject",
-        "target_id": actor_id,
+        "target_type": SUBJECT,
+        "target_id": erased_actor,
         "outcome": "success",
         **who,
     }
