@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         " (AES-256-GCM). Set: AUDITQ_PII_FIELDS are stored only as ciphertext. Unset: stored"
         " in clear. `python -m auditq dev` generates one.",
     )
+    pii_old_key: SecretStr | None = _env(
+        "AUDITQ_PII_OLD_KEY",
+        default=None,
+        description="During a rotation of AUDITQ_PII_KEY: the previous key. Readers and"
+        " writers unwrap data keys with either; `python -m auditq pii-rewrap` rewraps them all"
+        " under AUDITQ_PII_KEY, after which this can be unset.",
+    )
     pii_fields: str = _env(
         "AUDITQ_PII_FIELDS",
         default="ip,user_agent,metadata.email,metadata.name,metadata.phone",
@@ -242,7 +249,7 @@ class Settings(BaseSettings):
         ed25519_key_bytes(value.get_secret_value())
         return value
 
-    @field_validator("pii_key")
+    @field_validator("pii_key", "pii_old_key")
     @classmethod
     def _pii_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
@@ -285,6 +292,8 @@ class Settings(BaseSettings):
             raise ValueError("AUDITQ_STORE=supabase needs SUPABASE_URL")
         if self.store == "postgres" and not self.database_url:
             raise ValueError("AUDITQ_STORE=postgres needs DATABASE_URL")
+        if self.pii_old_key and not self.pii_key:
+            raise ValueError("AUDITQ_PII_OLD_KEY is set but AUDITQ_PII_KEY is not")
         if not self.batch_min <= self.batch_start <= self.batch_max:
             raise ValueError("AUDITQ_BATCH_MIN <= AUDITQ_BATCH_START <= AUDITQ_BATCH_MAX must hold")
         return self
@@ -299,6 +308,12 @@ class Settings(BaseSettings):
     @cached_property
     def redact_key_set(self) -> frozenset[str]:
         return key_set(self.redact_keys.split(","))
+
+    @cached_property
+    def pii_masters(self) -> tuple[bytes, ...]:
+        """The keys data keys may be wrapped under: AUDITQ_PII_KEY first, then the old one."""
+        keys = (self.pii_key, self.pii_old_key) if self.pii_key else ()
+        return tuple(pii_key_bytes(k.get_secret_value()) for k in keys if k is not None)
 
     @cached_property
     def pii_field_list(self) -> tuple[str, ...]:

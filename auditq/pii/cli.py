@@ -1,7 +1,9 @@
-"""``python -m auditq erase --actor ID``: erasure from the command line.
+"""``python -m auditq erase --actor ID`` and ``pii-rewrap``.
 
-Exit 0 when the subject's data key was destroyed, 1 when there was none (an unknown
-subject, or erased already: nothing changed), 2 when it could not run.
+erase exits 0 when the subject's data key was destroyed, 1 when there was none (an unknown
+subject, or erased already: nothing changed), 2 when it could not run. pii-rewrap (a
+rotation of AUDITQ_PII_KEY, auditq/pii/rotate.py) exits 0 when every data key is under the
+new key, 1 when some opened with neither key, 2 when it could not run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from auditq.client import AuditClient, AuditUnavailable
 from auditq.config import load_settings
 from auditq.pii.erase import erase_event, erase_subject
+from auditq.pii.rotate import rewrap_all
 from auditq.stores import StoreError, open_store
 
 EXIT_OK, EXIT_UNKNOWN, EXIT_ERROR = 0, 1, 2
@@ -24,6 +27,30 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--actor", required=True, help="the actor_id whose data is erased")
     parser.set_defaults(run=erase_command)
+    commands.add_parser(
+        "pii-rewrap", help="rewrap every data key from AUDITQ_PII_OLD_KEY to AUDITQ_PII_KEY"
+    ).set_defaults(run=rewrap_command)
+
+
+def rewrap_command(_args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if settings.pii_key is None:
+        print("auditq pii-rewrap: AUDITQ_PII_KEY is not set", file=sys.stderr)
+        return EXIT_ERROR
+    store = open_store(settings)
+    if store is None:
+        print("auditq: no store configured (set SUPABASE_URL or DATABASE_URL)", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        counts = rewrap_all(store, settings)
+    except StoreError as error:
+        print(f"auditq pii-rewrap: could not rewrap: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        store.close()
+    print(f"rewrapped {counts.rewrapped} data key(s); {counts.current} already under"
+          f" AUDITQ_PII_KEY; {counts.unreadable} under neither key")  # fmt: skip
+    return EXIT_OK if not counts.unreadable else EXIT_UNKNOWN
 
 
 def erase_command(args: argparse.Namespace) -> int:

@@ -7,10 +7,14 @@ associated data binds a wrapped key to its key id and a row's ciphertext to its 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from auditq.config import Settings
 
 _NONCE = 12
 _KEY_AAD = b"auditq/pii-key/v1\0"
@@ -42,8 +46,21 @@ def wrap(master: AESGCM, key_id: str, data_key: bytes) -> str:
     return _seal(master, data_key, _KEY_AAD + key_id.encode())
 
 
-def unwrap(master: AESGCM, key_id: str, wrapped: str) -> AESGCM:
-    return AESGCM(_open(master, wrapped, _KEY_AAD + key_id.encode()))
+def unwrap(masters: Sequence[AESGCM], key_id: str, wrapped: str) -> AESGCM:
+    """The data key, unwrapped with the first master key that opens it (the current key,
+    then the old one during a rotation)."""
+    return AESGCM(unwrap_bytes(masters, key_id, wrapped))
+
+
+def unwrap_bytes(masters: Sequence[AESGCM], key_id: str, wrapped: str) -> bytes:
+    for master in masters:
+        with contextlib.suppress(Undecryptable):
+            return _open(master, wrapped, _KEY_AAD + key_id.encode())
+    raise Undecryptable("does not unwrap with AUDITQ_PII_KEY (nor AUDITQ_PII_OLD_KEY)")
+
+
+def masters(settings: Settings) -> list[AESGCM]:
+    return [AESGCM(key) for key in settings.pii_masters]
 
 
 def encrypt(data_key: AESGCM, row_id: str, plain: bytes) -> str:

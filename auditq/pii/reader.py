@@ -9,7 +9,7 @@ from typing import Any, Literal
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from auditq.config import Settings, pii_key_bytes
+from auditq.config import Settings
 from auditq.pii import ENCRYPTED, ERASED, HIDDEN, crypto, fields
 from auditq.stores import Store
 
@@ -29,8 +29,7 @@ def reveal(rows: list[dict[str, Any]], store: Store, settings: Settings, show: S
         for row, pii in pending:
             fields.put(row, dict.fromkeys(pii["f"], mark))
         return
-    master = AESGCM(pii_key_bytes(settings.pii_key.get_secret_value()))
-    keys = _data_keys(store, master, {pii["k"] for _, pii in pending})
+    keys = _data_keys(store, crypto.masters(settings), {pii["k"] for _, pii in pending})
     for row, pii in pending:
         values = dict.fromkeys(pii["f"], ERASED)
         if (key := keys.get(pii["k"])) is not None:
@@ -40,11 +39,11 @@ def reveal(rows: list[dict[str, Any]], store: Store, settings: Settings, show: S
         fields.put(row, values)
 
 
-def _data_keys(store: Store, master: AESGCM, key_ids: Iterable[str]) -> dict[str, AESGCM]:
+def _data_keys(store: Store, masters: list[AESGCM], key_ids: Iterable[str]) -> dict[str, AESGCM]:
     keys = {}
     for row in store.pii_keys(key_ids=sorted(key_ids)):
         try:
-            keys[row["key_id"]] = crypto.unwrap(master, row["key_id"], row["wrapped"])
+            keys[row["key_id"]] = crypto.unwrap(masters, row["key_id"], row["wrapped"])
         except crypto.Undecryptable:
             continue  # wrapped under another AUDITQ_PII_KEY: unreadable here
     return keys

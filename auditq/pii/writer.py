@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from auditq.config import Settings, pii_key_bytes
+from auditq.config import Settings
 from auditq.events import AuditEvent
 from auditq.pii import FORMAT, crypto, fields, subject_of
 from auditq.stores import Store, StoreUnavailable
@@ -34,14 +34,16 @@ def sealer(settings: Settings, store: Store) -> Sealer:
     """What a writer passes its events through before ``store.insert_events``."""
     if settings.pii_key is None or not settings.pii_field_list:
         return _as_is
-    master = AESGCM(pii_key_bytes(settings.pii_key.get_secret_value()))
-    return Encryptor(store, master, settings.pii_field_list, settings.pii_cache_size).seal
+    keys = crypto.masters(settings)
+    return Encryptor(store, keys, settings.pii_field_list, settings.pii_cache_size).seal
 
 
 class Encryptor:
-    def __init__(self, store: Store, master: AESGCM, names: Sequence[str], cache_size: int):
+    def __init__(
+        self, store: Store, masters: list[AESGCM], names: Sequence[str], cache_size: int
+    ) -> None:
         self.store = store
-        self.master = master
+        self.masters = masters  # the first wraps new keys
         self.names = tuple(names)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[str, AESGCM]] = OrderedDict()
@@ -94,7 +96,7 @@ class Encryptor:
         out = {}
         for row in self.store.pii_keys(subjects=sorted(subjects)):
             try:
-                key = crypto.unwrap(self.master, row["key_id"], row["wrapped"])
+                key = crypto.unwrap(self.masters, row["key_id"], row["wrapped"])
             except crypto.Undecryptable:
                 # A wrong AUDITQ_PII_KEY: hold the rows back (retried) rather than store
                 # them under a key nobody could unwrap, or in clear.
@@ -107,4 +109,4 @@ class Encryptor:
     def _new_key(self, subject: str) -> dict[str, str]:
         key_id = str(uuid.uuid4())
         return {"subject": subject, "key_id": key_id,
-                "wrapped": crypto.wrap(self.master, key_id, crypto.new_data_key())}  # fmt: skip
+                "wrapped": crypto.wrap(self.masters[0], key_id, crypto.new_data_key())}  # fmt: skip

@@ -113,6 +113,14 @@ class Store(Protocol):
         """Destroy a subject's data key (erasure); False when it had none."""
         ...
 
+    def pii_key_page(self, after: str | None, limit: int) -> list[dict[str, str]]:
+        """Data key rows in subject order, strictly after ``after``, at most ``limit``."""
+        ...
+
+    def rewrap_pii_key(self, key_id: str, wrapped: str) -> None:
+        """Replace a data key's wrapping (a rotation of AUDITQ_PII_KEY); the key stays."""
+        ...
+
 
 # --- the explorer's read path (used by the dashboard) ------------------------------------
 

@@ -296,6 +296,24 @@ class PostgresStore:
         except psycopg.Error as error:
             raise classify(error) from error
 
+    def pii_key_page(self, after: str | None, limit: int) -> list[dict[str, str]]:
+        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "select subject, key_id::text as key_id, wrapped from public.audit_pii_keys"
+                " where %s::text is null or subject > %s order by subject limit %s",
+                [after, after, limit],
+            ).fetchall()
+
+    def rewrap_pii_key(self, key_id: str, wrapped: str) -> None:
+        try:
+            with self._db.use() as conn, conn.transaction():
+                conn.execute(
+                    "update public.audit_pii_keys set wrapped = %s where key_id = %s",
+                    [wrapped, key_id],
+                )
+        except psycopg.Error as error:
+            raise classify(error) from error
+
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection]:
         try:

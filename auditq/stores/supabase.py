@@ -251,6 +251,20 @@ class SupabaseStore:
         query = self.client.table(PII_KEYS).delete(count=CountMethod.exact).eq("subject", subject)
         return bool(_run(query).count)
 
+    def pii_key_page(self, after: str | None, limit: int) -> list[dict[str, str]]:
+        query = self.client.table(PII_KEYS).select("subject,key_id,wrapped")
+        if after is not None:
+            query = query.gt("subject", after)
+        return _run(query.order("subject").limit(limit)).data
+
+    def rewrap_pii_key(self, key_id: str, wrapped: str) -> None:
+        update = {"wrapped": wrapped}
+        _run(
+            self.client.table(PII_KEYS)
+            .update(update, returning=ReturnMethod.minimal)
+            .eq("key_id", key_id)
+        )
+
 
 def _seal_value(value: Any) -> Any:
     return _timestamp(value) if isinstance(value, datetime) else value

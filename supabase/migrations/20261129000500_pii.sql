@@ -24,6 +24,8 @@ create table if not exists public.audit_pii_keys (
 alter table public.audit_pii_keys enable row level security;
 revoke all on table public.audit_pii_keys from anon, authenticated, service_role;
 grant select, insert, delete on table public.audit_pii_keys to service_role;
+-- Rotating AUDITQ_PII_KEY rewraps each data key in place (python -m auditq pii-rewrap).
+grant update (wrapped) on table public.audit_pii_keys to service_role;
 
 -- Seals cover the stored ciphertext: a row with pii hashes its canonical array with pii's
 -- jsonb text appended (auditq/seals/canonical.py); a row without it hashes exactly as before,

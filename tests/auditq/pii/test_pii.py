@@ -14,11 +14,13 @@ from auditq.events import EventError, build_event
 from auditq.pii import ENCRYPTED, ERASED, HIDDEN
 from auditq.pii.erase import erase_subject
 from auditq.pii.reader import reveal
+from auditq.pii.rotate import rewrap_all
 from auditq.pii.writer import sealer
 from auditq.seals import signing
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify
 from auditq.stores import EventFilters, StoreUnavailable
+from tests.auditq.seals.helpers import superuser
 from tests.worker.test_redaction import dump_database
 
 KEY = base64.b64encode(os.urandom(32)).decode()
@@ -43,6 +45,11 @@ def personal_events():
         for actor, (ip, agent, email, phone) in CLEAR.items()
         for i in range(3)
     ]
+
+
+def audit_rows(dsn: str) -> list[tuple[str]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("select t::text from audit_logs t order by txid, id").fetchall()
 
 
 def read(store, settings=SETTINGS, show="clear"):
@@ -148,3 +155,36 @@ def test_a_malformed_key_names_the_variable_not_the_value(value):
 def test_unknown_fields_are_refused():
     with pytest.raises(ConfigError, match="AUDITQ_PII_FIELDS"):
         load_settings(pii_fields="ip,email")
+
+
+def test_rotation_rewraps_every_data_key_and_nothing_else_changes(store, clean_db):
+    store.insert_events(sealer(SETTINGS, store)(personal_events()))
+    before = audit_rows(clean_db)
+    new = base64.b64encode(os.urandom(32)).decode()
+    rotating = Settings(pii_key=new, pii_old_key=KEY)
+    assert read(store, rotating)[("bob", 0)]["metadata"]["email"] == "bob@example.test"
+    # A writer meanwhile uses the old wrapping of an existing subject, new keys get the new one.
+    sealer(rotating, store)([build_event({"action": "a", "actor_id": "dave", "ip": "192.0.2.1"})])
+
+    counts = rewrap_all(store, rotating)
+    assert (counts.rewrapped, counts.current, counts.unreadable) == (2, 1, 0)
+    assert rewrap_all(store, rotating).current == 3  # repeating it: nothing to do
+    rows = read(store, Settings(pii_key=new))  # the old key is no longer needed
+    assert rows[("alice", 0)]["user_agent"] == "AliceBrowser/1.0"
+    assert audit_rows(clean_db)[: len(before)] == before  # the audit rows did not change
+
+
+def test_seals_cover_the_ciphertext(store, clean_db):
+    key_pair = signing.generate()
+    events = sealer(SETTINGS, store)(personal_events()[:2])
+    store.insert_events(events)
+    seal_pass(store, signing.signer(Settings(seal_key=key_pair.private)), 0)
+    with superuser(clean_db) as conn:
+        conn.execute(
+            "update audit_logs set pii = jsonb_set(pii, '{f}', '[\"ip\"]') where id = %s",
+            [events[1].id],
+        )
+    report = verify(store, signing.checker(Settings(seal_public_key=key_pair.public)))
+    assert not report.ok
+    (finding,) = report.findings
+    assert str(finding).startswith(f"modified: seal 1 row {events[1].id}")
