@@ -123,8 +123,9 @@ class BatchInserter:
         self.store_decoded(self.decode_batch(entries), backlog)
 
     def decode_batch(self, entries: list[Entry]) -> Decoded:
-        """Decode a batch: no store, no lock, so the drain can run it while the previous
-        batch is being written (worker/pipeline.py)."""
+        """Decode a batch: no lock, and the store only for data keys not cached yet
+        (auditq/pii), so the drain can run it while the previous batch is being written
+        (worker/pipeline.py)."""
         outcome = _Outcome()
         items: list[Item] = []
         sizes: list[int] = []
@@ -136,7 +137,19 @@ class BatchInserter:
                 outcome.dead.append((entry, reason(error)))
                 log.warning("undecodable entry consumer=%s entry=%s error=%s",
                             self.consumer, entry.id, reason(error))  # fmt: skip
-        return Decoded(entries, items, sizes, outcome.dead)
+        return Decoded(entries, self._seal_ahead(items), sizes, outcome.dead)
+
+    def _seal_ahead(self, items: list[Item]) -> list[Item]:
+        """Encrypt personal fields here too, on the prefetch thread while the previous batch
+        is written (worker/pipeline.py), so it costs the drain little. Best effort: should
+        the keys not be readable now, the insert seals them (sealing twice is a no-op) and
+        retries a key store failure as it retries the insert."""
+        try:
+            sealed = self.seal([event for _, event in items])
+        except StoreError as error:
+            log.warning("sealing ahead failed consumer=%s error=%s", self.consumer, error)
+            return items
+        return [(entry, event) for (entry, _), event in zip(items, sealed, strict=True)]
 
     def store_decoded(self, decoded: Decoded, backlog: bool) -> None:
         """Store a decoded batch, then ack and dead-letter. Call with ``self.lock`` held."""

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import os
 from collections.abc import Sequence
+from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -63,9 +64,9 @@ def masters(settings: Settings) -> list[AESGCM]:
     return [AESGCM(key) for key in settings.pii_masters]
 
 
-def encrypt(data_key: AESGCM, row_id: str, plain: bytes) -> str:
-    return _seal(data_key, plain, _ROW_AAD + row_id.encode())
+def encrypt(data_key: AESGCM, row_id: UUID, plain: bytes) -> str:
+    return _seal(data_key, plain, _ROW_AAD + row_id.bytes)
 
 
-def decrypt(data_key: AESGCM, row_id: str, sealed: str) -> bytes:
-    return _open(data_key, sealed, _ROW_AAD + row_id.encode())
+def decrypt(data_key: AESGCM, row_id: UUID, sealed: str) -> bytes:
+    return _open(data_key, sealed, _ROW_AAD + row_id.bytes)

@@ -18,28 +18,36 @@ def _path(name: str) -> list[str]:
     return name.split(".")[1:]
 
 
-def take(event: AuditEvent, names: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the event's personal values by field name, the updates that remove them).
+class Fields:
+    """The configured personal fields, parsed once (the drain calls ``take`` per event)."""
 
-    Metadata is copied only along the paths that change, so an event without personal
-    metadata costs no copy."""
-    found: dict[str, Any] = {}
-    updates: dict[str, Any] = {}
-    metadata = event.metadata
-    for name in names:
-        if name in ("ip", "user_agent"):
+    def __init__(self, names: Iterable[str]) -> None:
+        names = list(names)
+        self.columns = [n for n in names if n in ("ip", "user_agent")]
+        self.paths = [(n, _path(n)) for n in names if n not in ("ip", "user_agent")]
+
+    def take(self, event: AuditEvent) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the event's personal values by field name, the updates that remove them).
+
+        Metadata is copied only along the paths that change, so an event without personal
+        metadata costs no copy; an event taken already has nothing left to take."""
+        found: dict[str, Any] = {}
+        updates: dict[str, Any] = {}
+        for name in self.columns:
             value = getattr(event, name)
             if value is not None:
                 found[name] = value
                 updates[name] = None
-            continue
-        value = _get(metadata, _path(name))
-        if value is not _MISSING:
-            found[name] = value
-            metadata = _without(metadata, _path(name))
-    if metadata is not event.metadata:
-        updates["metadata"] = metadata
-    return found, updates
+        metadata = event.metadata
+        for name, path in self.paths:
+            if path[0] in metadata:
+                value = _get(metadata, path)
+                if value is not _MISSING:
+                    found[name] = value
+                    metadata = _without(metadata, path)
+        if metadata is not event.metadata:
+            updates["metadata"] = metadata
+        return found, updates
 
 
 def put(row: dict[str, Any], values: dict[str, Any]) -> None:

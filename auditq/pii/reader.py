@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from typing import Any, Literal
+from uuid import UUID
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,7 +36,7 @@ def reveal(rows: list[dict[str, Any]], store: Store, settings: Settings, show: S
         if (key := keys.get(pii["k"])) is not None:
             # Not this row's ciphertext (copied from another row): unreadable, as if erased.
             with contextlib.suppress(crypto.Undecryptable, orjson.JSONDecodeError):
-                values = orjson.loads(crypto.decrypt(key, str(row["id"]), pii["c"]))
+                values = orjson.loads(crypto.decrypt(key, UUID(str(row["id"])), pii["c"]))
         fields.put(row, values)
 
 

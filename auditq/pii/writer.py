@@ -44,7 +44,7 @@ class Encryptor:
     ) -> None:
         self.store = store
         self.masters = masters  # the first wraps new keys
-        self.names = tuple(names)
+        self.fields = fields.Fields(names)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[str, AESGCM]] = OrderedDict()
         self._lock = threading.Lock()  # the drain, reclaim and client threads share it
@@ -54,7 +54,7 @@ class Encryptor:
 
         Raises StoreUnavailable when the keys cannot be read or created (a writer retries
         it like a failed insert; nothing is stored in clear meanwhile)."""
-        taken = [fields.take(event, self.names) for event in events]
+        taken = [self.fields.take(event) for event in events]
         pairs = list(zip(events, taken, strict=True))
         subjects = {subject_of(event.actor_id) for event, (found, _) in pairs if found}
         if not subjects:
@@ -64,7 +64,7 @@ class Encryptor:
         for event, (found, updates) in pairs:
             if found:
                 key_id, data_key = keys[subject_of(event.actor_id)]
-                ciphertext = crypto.encrypt(data_key, str(event.id), orjson.dumps(found))
+                ciphertext = crypto.encrypt(data_key, event.id, orjson.dumps(found))
                 pii = {"v": FORMAT, "k": key_id, "f": list(found), "c": ciphertext}
                 event = event.model_copy(update={**updates, "pii": pii})
             sealed.append(event)

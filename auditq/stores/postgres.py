@@ -275,13 +275,16 @@ class PostgresStore:
             ).fetchall()
 
     def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> None:
+        # One statement for the batch (unnest of three arrays), not a round of its own
+        # per key: a backlog with many new subjects creates thousands at once.
+        columns = [[row[c] for row in rows] for c in ("subject", "key_id", "wrapped")]
         try:
-            with self._db.use() as conn, conn.transaction(), conn.cursor() as cur:
-                cur.executemany(
+            with self._db.use() as conn, conn.transaction():
+                conn.execute(
                     "insert into public.audit_pii_keys (subject, key_id, wrapped)"
-                    " values (%(subject)s, %(key_id)s, %(wrapped)s)"
+                    " select * from unnest(%s::text[], %s::uuid[], %s::text[])"
                     " on conflict (subject) do nothing",
-                    list(rows),
+                    columns,
                 )
         except psycopg.Error as error:
             raise classify(error) from error
