@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -30,9 +30,16 @@ def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=256)
 
 
-def _seal(aead: AESGCM, plain: bytes, aad: bytes) -> str:
-    nonce = os.urandom(_NONCE)
+def _seal(aead: AESGCM, plain: bytes, aad: bytes, nonce: bytes | None = None) -> str:
+    nonce = nonce or os.urandom(_NONCE)
     return base64.b64encode(nonce + aead.encrypt(nonce, plain, aad)).decode()
+
+
+def nonces(count: int) -> Iterator[bytes]:
+    """``count`` fresh random nonces from one read of the system's random source (a batch
+    costs one call, not one per row)."""
+    pool = os.urandom(_NONCE * count)
+    return (pool[i : i + _NONCE] for i in range(0, len(pool), _NONCE))
 
 
 def _open(aead: AESGCM, sealed: str, aad: bytes) -> bytes:
@@ -64,8 +71,9 @@ def masters(settings: Settings) -> list[AESGCM]:
     return [AESGCM(key) for key in settings.pii_masters]
 
 
-def encrypt(data_key: AESGCM, row_id: UUID, plain: bytes) -> str:
-    return _seal(data_key, plain, _ROW_AAD + row_id.bytes)
+def encrypt(data_key: AESGCM, row_id: UUID, plain: bytes, nonce: bytes) -> str:
+    """``nonce``: one of ``nonces()``, never used twice."""
+    return _seal(data_key, plain, _ROW_AAD + row_id.bytes, nonce)
 
 
 def decrypt(data_key: AESGCM, row_id: UUID, sealed: str) -> bytes:

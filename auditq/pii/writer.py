@@ -19,7 +19,7 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from auditq.config import Settings
-from auditq.events import AuditEvent
+from auditq.events import AuditEvent, stored_copy
 from auditq.pii import FORMAT, crypto, fields, subject_of
 from auditq.stores import Store, StoreUnavailable
 
@@ -54,21 +54,21 @@ class Encryptor:
 
         Raises StoreUnavailable when the keys cannot be read or created (a writer retries
         it like a failed insert; nothing is stored in clear meanwhile)."""
-        taken = [self.fields.take(event) for event in events]
-        pairs = list(zip(events, taken, strict=True))
-        subjects = {subject_of(event.actor_id) for event, (found, _) in pairs if found}
-        if not subjects:
+        # An event sealed already (the worker seals ahead, then again at insert) is skipped.
+        taken = [(e, self.fields.take(e)) for e in events if e.pii is None]
+        todo = [(event, found, updates) for event, (found, updates) in taken if found]
+        if not todo:
             return list(events)
-        keys = self._keys(subjects)
-        sealed = []
-        for event, (found, updates) in pairs:
-            if found:
-                key_id, data_key = keys[subject_of(event.actor_id)]
-                ciphertext = crypto.encrypt(data_key, event.id, orjson.dumps(found))
-                pii = {"v": FORMAT, "k": key_id, "f": list(found), "c": ciphertext}
-                event = event.model_copy(update={**updates, "pii": pii})
-            sealed.append(event)
-        return sealed
+        keys = self._keys({subject_of(event.actor_id) for event, _, _ in todo})
+        nonces = crypto.nonces(len(todo))
+        changed = {}
+        for event, found, updates in todo:
+            key_id, data_key = keys[subject_of(event.actor_id)]
+            plain = orjson.dumps(found)
+            ciphertext = crypto.encrypt(data_key, event.id, plain, next(nonces))
+            pii = {"v": FORMAT, "k": key_id, "f": list(found), "c": ciphertext}
+            changed[id(event)] = stored_copy(event, {**updates, "pii": pii})
+        return [changed.get(id(event), event) for event in events]
 
     def _keys(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:
         with self._lock:

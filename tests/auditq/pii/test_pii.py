@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from auditq.config import ConfigError, Settings, load_settings
-from auditq.events import EventError, build_event
+from auditq.events import EventError, build_event, stored_copy
 from auditq.pii import ENCRYPTED, ERASED, HIDDEN
 from auditq.pii.erase import erase_subject
 from auditq.pii.reader import reveal
@@ -188,3 +188,12 @@ def test_seals_cover_the_ciphertext(store, clean_db):
     assert not report.ok
     (finding,) = report.findings
     assert str(finding).startswith(f"modified: seal 1 row {events[1].id}")
+
+
+def test_the_stored_copy_is_what_model_copy_makes():
+    event = build_event({"action": "a", "ip": "192.0.2.1", "metadata": {"email": "x@y.z"}})
+    changes = {"ip": None, "metadata": {}, "pii": {"v": 1}}
+    copy = stored_copy(event, changes)
+    assert copy == event.model_copy(update=changes)
+    assert list(copy.__dict__) == list(event.__dict__)  # the stores' column order
+    assert event.ip == "192.0.2.1" and copy.model_fields_set == event.model_fields_set
