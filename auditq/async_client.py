@@ -34,10 +34,11 @@ from redis.exceptions import RedisError
 from auditq import producer
 from auditq.config import Settings, load_settings
 from auditq.events import AuditEvent
-from auditq.keys import Keys
+from auditq.keys import Keys, shard_keys
 from auditq.pii.writer import Sealer, sealer
 from auditq.producer import Batch, Decision, LogResult
 from auditq.queue import ENQUEUE_LUA, connect_async
+from auditq.shards import RECORD_LUA, check_prefix
 from auditq.stats import Stats
 from auditq.stores import Store, StoreError, open_store
 
@@ -66,7 +67,12 @@ class AsyncAuditClient:
         self.redis = redis_client or connect_async(
             settings.redis_url, timeout=settings.redis_timeout
         )
+        check_prefix(self.redis, settings.prefix)
         self._script = self.redis.register_script(ENQUEUE_LUA)
+        self._shards = shard_keys(settings.prefix, settings.shards)
+        self._bound = producer.shard_bound(settings.max_queue, settings.shards)
+        self._picker = producer.ShardPicker(settings.shards)
+        self._recorded = settings.shards == 1  # as ShardedQueue: noted on the first enqueue
         # Stats only fills pipelines here (``incr(..., pipe=...)``); this client executes them.
         self._stats = Stats(self.redis, self.keys)
         self._store = store
@@ -115,11 +121,25 @@ class AsyncAuditClient:
     # --- Redis -----------------------------------------------------------------------------
 
     async def _enqueue(
-        self, category: str, payloads: list[str], on_full: producer.OnFull = "drop"
+        self,
+        category: str,
+        events: list[AuditEvent],
+        payloads: list[str],
+        on_full: producer.OnFull = "drop",
     ) -> list[str | None]:
+        """The sync client's ``ShardedQueue.enqueue``: the same rounds, awaited."""
         items = [(category, p) for p in payloads]
-        keys, args = producer.enqueue_call(self.keys, self.settings.max_queue, items, on_full)
-        return producer.entry_ids(await self._script(keys=keys, args=args))
+        first = self._picker.pick([e.tenant_id for e in events])
+        spill = producer.Spill(first, len(self._shards), on_full)
+        while calls := spill.calls():
+            for shard, indexes, mode in calls:
+                picked = [items[i] for i in indexes]
+                keys, args = producer.enqueue_call(self._shards[shard], self._bound, picked, mode)
+                spill.record(indexes, producer.entry_ids(await self._script(keys=keys, args=args)))
+        if not self._recorded:
+            await self.redis.eval(RECORD_LUA, 1, self.keys.shards, len(self._shards))
+            self._recorded = True
+        return spill.ids
 
     async def _count(self, counts: dict[str, int]) -> None:
         """Count in Redis; if Redis is down, remember and add it on the next success."""
@@ -181,9 +201,9 @@ class AsyncAuditClient:
     async def _normal(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
         policy = self.settings.overflow
         try:
-            ids = await self._enqueue("normal", payloads, producer.on_full(policy))
+            ids = await self._enqueue("normal", events, payloads, producer.on_full(policy))
             if policy == "block":
-                await self._block(payloads, ids)
+                await self._block(events, payloads, ids)
         except RedisError as error:
             self._unsent.redis_failed()
             decisions, counts = producer.redis_down(len(payloads), error, self.warnings)
@@ -199,13 +219,17 @@ class AsyncAuditClient:
         await self._count(counts)
         return decisions
 
-    async def _block(self, payloads: list[str], ids: list[str | None]) -> None:
+    async def _block(
+        self, events: list[AuditEvent], payloads: list[str], ids: list[str | None]
+    ) -> None:
         """overflow=block: retry the events that found no room until AUDITQ_BLOCK_TIMEOUT."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.block_timeout
         while (waiting := producer.full(ids)) and loop.time() < deadline:
             await asyncio.sleep(producer.BLOCK_POLL)
-            retried = await self._enqueue("normal", [payloads[i] for i in waiting], "reject")
+            retried = await self._enqueue(
+                "normal", [events[i] for i in waiting], [payloads[i] for i in waiting], "reject"
+            )
             producer.fill(ids, waiting, retried)
 
     # --- critical events ----------------------------------------------------------------------
@@ -214,7 +238,7 @@ class AsyncAuditClient:
         if await self._direct(events):
             return producer.written(len(events))
         try:
-            await self._enqueue("critical", payloads)
+            await self._enqueue("critical", events, payloads)
         except RedisError as error:
             self._unsent.redis_failed()
             raise producer.unavailable(len(events)) from error

@@ -30,7 +30,8 @@ from auditq.events import AuditEvent
 from auditq.keys import Keys
 from auditq.pii.writer import Sealer, sealer
 from auditq.producer import AuditUnavailable, Batch, Decision, LogResult
-from auditq.queue import Queue, connect
+from auditq.queue import connect
+from auditq.shards import ShardedQueue
 from auditq.stats import Stats
 from auditq.stores import Store, StoreError, open_store
 
@@ -42,8 +43,8 @@ class AuditClient:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self.redis = redis_client or connect(settings.redis_url, timeout=settings.redis_timeout)
-        self.queue = Queue(self.redis, self.keys, settings.max_queue)
-        self.stats = Stats(self.redis, self.keys)
+        self.queue = ShardedQueue(self.redis, settings.prefix, settings.shards, settings.max_queue)
+        self.stats = Stats(self.redis, self.keys, settings.shards)  # counts to shard 0
         self._store: Store | None = store
         self._store_lock = threading.Lock()
         self._sealer: Sealer | None = None
@@ -80,11 +81,12 @@ class AuditClient:
     def _enqueue_normal(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
         policy = self.settings.overflow
         try:
+            tenants = [e.tenant_id for e in events]
             ids = self.queue.enqueue(
-                [("normal", p) for p in payloads], on_full=producer.on_full(policy)
+                [("normal", p) for p in payloads], tenants, on_full=producer.on_full(policy)
             )
             if policy == "block":
-                ids = self._wait_for_room(payloads, ids)
+                ids = self._wait_for_room(payloads, tenants, ids)
         except redis.RedisError as error:
             self._unsent.redis_failed()
             decisions, counts = producer.redis_down(len(payloads), error, self.warnings)
@@ -100,13 +102,17 @@ class AuditClient:
             self._count(counts)
         return decisions
 
-    def _wait_for_room(self, payloads: list[str], ids: list[str | None]) -> list[str | None]:
+    def _wait_for_room(
+        self, payloads: list[str], tenants: list[str | None], ids: list[str | None]
+    ) -> list[str | None]:
         deadline = time.monotonic() + self.settings.block_timeout
         while None in ids and time.monotonic() < deadline:
             time.sleep(producer.BLOCK_POLL)
             waiting = producer.full(ids)
             retried = self.queue.enqueue(
-                [("normal", payloads[i]) for i in waiting], on_full="reject"
+                [("normal", payloads[i]) for i in waiting],
+                [tenants[i] for i in waiting],
+                on_full="reject",
             )
             producer.fill(ids, waiting, retried)
         return ids
@@ -117,7 +123,7 @@ class AuditClient:
         if self._write_direct(events):
             return producer.written(len(events))
         try:
-            self.queue.enqueue([("critical", p) for p in payloads])
+            self.queue.enqueue([("critical", p) for p in payloads], [e.tenant_id for e in events])
         except redis.RedisError as error:
             self._unsent.redis_failed()
             raise producer.unavailable(len(events)) from error

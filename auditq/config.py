@@ -18,6 +18,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic import model_validator as _model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from auditq.keys import hash_tag
 from auditq.redact import DEFAULT_KEYS as DEFAULT_REDACT_KEYS
 from auditq.redact import key_set
 
@@ -53,7 +54,24 @@ class Settings(BaseSettings):
     )
 
     # --- queue and producers -----------------------------------------------------------
-    prefix: str = _env("AUDITQ_PREFIX", default="audit", min_length=1, max_length=64)
+    prefix: str = _env(
+        "AUDITQ_PREFIX",
+        default="audit",
+        min_length=1,
+        max_length=64,
+        description="Prefix of every Redis key. On Redis Cluster it needs a hash tag"
+        " (`{audit}`); braces are allowed only as one such tag.",
+    )
+    shards: int = _env(
+        "AUDITQ_SHARDS",
+        default=1,
+        ge=1,
+        le=64,
+        description="Streams the queue is split into, each with its own keys and bound"
+        " (AUDITQ_MAX_QUEUE / N); on Redis Cluster they spread over the masters. 1 keeps one"
+        " stream. Producers and workers should agree; workers also drain every shard a"
+        " process ever used, so lowering it loses nothing.",
+    )
     # ~0.5 KB per queued event: 100,000 is 50-60 MB of Redis memory.
     max_queue: int = _env("AUDITQ_MAX_QUEUE", default=100_000, gt=0)
     overflow: Literal["drop", "block", "direct"] = _env("AUDITQ_OVERFLOW", default="drop")
@@ -64,7 +82,7 @@ class Settings(BaseSettings):
 
     # --- worker --------------------------------------------------------------------------
     batch_min: int = _env("AUDITQ_BATCH_MIN", default=50, gt=0)
-    batch_start: int = _env("AUDITQ_BATCH_START", default=500, gt=0)
+    batch_start: int | None = _env("AUDITQ_BATCH_START", default=None, gt=0)
     batch_max: int = _env("AUDITQ_BATCH_MAX", default=5_000, gt=0)
     batch_max_bytes: int = _env("AUDITQ_BATCH_MAX_BYTES", default=4_194_304, gt=0)
     batch_target_ms: int = _env("AUDITQ_BATCH_TARGET_MS", default=500, gt=0)
@@ -212,6 +230,17 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        # The shards' keys put their number inside the prefix's hash tag (auditq.keys); a
+        # stray brace would make Redis Cluster hash something else than the tag.
+        tag = hash_tag(value)
+        braces = value.count("{") + value.count("}")
+        if braces and (tag is None or braces != 2):
+            raise ValueError("braces are allowed only as one hash tag, e.g. {audit}")
+        return value
+
     @field_validator("supabase_url")
     @classmethod
     def _supabase_url(cls, value: str | None) -> str | None:
@@ -294,7 +323,8 @@ class Settings(BaseSettings):
             raise ValueError("AUDITQ_STORE=postgres needs DATABASE_URL")
         if self.pii_old_key and not self.pii_key:
             raise ValueError("AUDITQ_PII_OLD_KEY is set but AUDITQ_PII_KEY is not")
-        if not self.batch_min <= self.batch_start <= self.batch_max:
+        start = self.batch_min if self.batch_start is None else self.batch_start
+        if not self.batch_min <= start <= self.batch_max:
             raise ValueError("AUDITQ_BATCH_MIN <= AUDITQ_BATCH_START <= AUDITQ_BATCH_MAX must hold")
         return self
 

@@ -219,9 +219,13 @@ def encode(event: AuditEvent, max_bytes: int) -> str:
     return payload
 
 
-def derived_id(entry_id: str) -> uuid.UUID:
-    """The id of an event that came without one: the same stream entry, the same UUID."""
-    return uuid.uuid5(ENTRY_ID_NAMESPACE, entry_id)
+def derived_id(entry_id: str, shard: int = 0) -> uuid.UUID:
+    """The id of an event that came without one: the same stream entry, the same UUID.
+
+    Entry ids are unique per stream only, so another shard's (AUDITQ_SHARDS) names its
+    shard too; shard 0's stays what it was before shards existed.
+    """
+    return uuid.uuid5(ENTRY_ID_NAMESPACE, f"{entry_id}@{shard}" if shard else entry_id)
 
 
 def entry_time(entry_id: str) -> datetime:
@@ -240,6 +244,7 @@ def decode_entry(
     fields: Mapping[Any, bytes | str],
     max_bytes: int,
     redact_keys: frozenset[str] = DEFAULT_KEY_SET,
+    shard: int = 0,
 ) -> AuditEvent:
     """Turn one stream entry into an event, filling the id and time it may lack.
 
@@ -264,7 +269,7 @@ def decode_entry(
     # What the producer left out is taken from the entry, so a redelivery maps to the same row.
     missing: dict[str, Any] = {}
     if "id" not in event.model_fields_set:
-        missing["id"] = derived_id(entry_id)
+        missing["id"] = derived_id(entry_id, shard)
     if "occurred_at" not in event.model_fields_set:
         missing["occurred_at"] = entry_time(entry_id)
     return event.model_copy(update=missing) if missing else event

@@ -2,6 +2,12 @@
 
 A prefix with a hash tag (``{audit}``) puts all of them in one Redis Cluster slot, which
 the enqueue script needs (it touches the stream and the counters atomically).
+
+Shards (AUDITQ_SHARDS): shard 0 is the prefix's own keys, exactly as without shards; shard
+``i`` > 0 has the same keys under ``shard_prefix(prefix, i)``, whose hash tag differs from
+every other shard's, so a cluster spreads the shards over its masters while each shard's
+keys stay in one slot. Keys that are not the queue's (workers, locks, sessions, the
+highest shard count) exist once, under the prefix itself.
 """
 
 from __future__ import annotations
@@ -9,6 +15,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GROUP = "auditq"  # the consumer group every worker joins
+
+
+def hash_tag(key: str) -> str | None:
+    """The part of ``key`` Redis Cluster hashes, if it has a hash tag: what lies between the
+    first ``{`` and the next ``}``, when that is not empty (Redis' own rule)."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if end > start + 1 else None
+
+
+def shard_prefix(prefix: str, shard: int) -> str:
+    """The prefix of shard ``shard``'s keys: ``audit`` -> ``audit:{1}``, ``{audit}`` ->
+    ``{audit:1}`` (the shard number goes inside an existing tag, which would otherwise win).
+    The settings allow braces in a prefix only as one hash tag, so these are the cases."""
+    if shard == 0:
+        return prefix
+    if hash_tag(prefix) is None:
+        return f"{prefix}:{{{shard}}}"
+    end = prefix.find("}")
+    return f"{prefix[:end]}:{shard}{prefix[end:]}"
+
+
+def shard_keys(prefix: str, shards: int) -> list[Keys]:
+    """The keys of shards 0 .. shards - 1."""
+    return [Keys(shard_prefix(prefix, i)) for i in range(shards)]
 
 
 @dataclass(frozen=True)
@@ -36,6 +67,12 @@ class Keys:
     def minute(self, epoch_minute: int) -> str:
         """Hash of the same counters for one minute (the dashboard's charts, alert rates)."""
         return f"{self.prefix}:stats:{epoch_minute}"
+
+    @property
+    def shards(self) -> str:
+        """The highest AUDITQ_SHARDS any process has used: workers drain that many streams,
+        so lowering the setting never strands events in a shard nobody reads."""
+        return f"{self.prefix}:shards"
 
     @property
     def workers(self) -> str:

@@ -8,9 +8,12 @@ and the counters a client holds while Redis is down.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import random
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -160,6 +163,72 @@ def fill(ids: list[str | None], waiting: list[int], retried: list[str | None]) -
     """Put the ids a retry got (overflow=block) into their places."""
     for i, entry_id in zip(waiting, retried, strict=True):
         ids[i] = entry_id
+
+
+# --- shards (AUDITQ_SHARDS) ------------------------------------------------------------------
+
+
+def shard_bound(max_queue: int, shards: int) -> int:
+    """Each shard's bound: AUDITQ_MAX_QUEUE split evenly (so the total stays the setting)."""
+    return max(1, max_queue // shards)
+
+
+def tenant_shard(tenant_id: str, shards: int) -> int:
+    """A tenant's shard: CRC-32 of its UTF-8 bytes modulo the shard count. Stable across
+    processes and languages (README shows the same in Node.js), so one tenant's events
+    stay in one stream, in order."""
+    return zlib.crc32(tenant_id.encode()) % shards
+
+
+class ShardPicker:
+    """The first shard each event tries: its tenant's, else the call's turn.
+
+    Events without a tenant take turns per call, not per event, so a ``log_many`` call
+    stays one round trip while calls spread evenly over the shards. Each process starts
+    at a random turn, so many short-lived producers do not all begin on shard 0.
+    """
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self._turns = itertools.count(random.randrange(shards))  # next() is atomic in CPython
+
+    def pick(self, tenants: list[str | None]) -> list[int]:
+        if self.shards == 1:
+            return [0] * len(tenants)
+        turn = next(self._turns) % self.shards
+        return [turn if t is None else tenant_shard(t, self.shards) for t in tenants]
+
+
+class Spill:
+    """Rounds of enqueue script calls: an event first tries its shard, and while a shard is
+    full the next one, before the overflow policy applies (in the last round only, so an
+    event is dropped or refused only when every shard is full).
+
+    Use: ``for shard, indexes, on_full in spill.calls(): spill.record(indexes, ids)`` until
+    ``calls()`` is empty; ``spill.ids`` then holds the entry ids (None: no room anywhere).
+    With one shard it is exactly one call with the policy's own ``on_full``.
+    """
+
+    def __init__(self, first: list[int], shards: int, on_full: OnFull) -> None:
+        self.first = first
+        self.shards = shards
+        self.on_full = on_full
+        self.ids: list[str | None] = [None] * len(first)
+        self._round = 0
+
+    def calls(self) -> list[tuple[int, list[int], OnFull]]:
+        waiting = full(self.ids)
+        if not waiting or self._round == self.shards:
+            return []
+        mode: OnFull = self.on_full if self._round == self.shards - 1 else "reject"
+        groups: dict[int, list[int]] = {}
+        for i in waiting:
+            groups.setdefault((self.first[i] + self._round) % self.shards, []).append(i)
+        self._round += 1
+        return [(shard, indexes, mode) for shard, indexes in groups.items()]
+
+    def record(self, indexes: list[int], ids: list[str | None]) -> None:
+        fill(self.ids, indexes, ids)
 
 
 # --- outcomes --------------------------------------------------------------------------------

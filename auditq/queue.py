@@ -33,17 +33,39 @@ TRUNCATED_KEEP = 4096  # bytes kept of an oversized dead event: enough to tell w
 
 
 def connect(url: str, timeout: float | None = None, **kwargs) -> redis.Redis:
-    """A Redis client with bounded waits and no silent retries.
+    """A Redis client with bounded waits and no silent retries; a ``RedisCluster`` when
+    ``url`` names any node of a Redis Cluster (the same commands, routed by key slot).
 
     ``rediss://`` on Heroku presents a self-signed certificate, so it is not verified
     (the connection is still encrypted); a URL may override with ``ssl_cert_reqs``.
     """
-    return redis.Redis.from_url(url, **_options(url, timeout, Retry, kwargs))
+    options = _options(url, timeout, Retry, kwargs)
+    if is_cluster(url, options):
+        return redis.RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
 
 
 def connect_async(url: str, timeout: float | None = None, **kwargs) -> redis.asyncio.Redis:
-    """The same client for asyncio (AsyncAuditClient)."""
-    return redis.asyncio.Redis.from_url(url, **_options(url, timeout, AsyncRetry, kwargs))
+    """The same client for asyncio (AsyncAuditClient).
+
+    Cluster detection is one blocking probe here, at construction, bounded by ``timeout``;
+    the cluster client itself connects on first use.
+    """
+    options = _options(url, timeout, AsyncRetry, kwargs)
+    if is_cluster(url, _options(url, timeout, Retry, kwargs)):
+        return redis.asyncio.RedisCluster.from_url(url, **options)
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+def is_cluster(url: str, options: dict | None = None) -> bool:
+    """Whether the server at ``url`` runs in cluster mode (``INFO cluster``, which every
+    Redis answers). Unreachable: False, so a producer still starts while Redis is down
+    (and fails fast per call, as without a cluster)."""
+    try:
+        with redis.Redis.from_url(url, **(options or {})) as probe:
+            return bool(probe.info("cluster").get("cluster_enabled"))
+    except redis.RedisError:
+        return False
 
 
 def _options(url: str, timeout: float | None, retry: type, kwargs: dict) -> dict:
@@ -72,13 +94,18 @@ class Depth:
     length: int
     dead: int
     lag: float  # seconds since the oldest queued event was added
+    lengths: tuple[int, ...] = ()  # per shard (AUDITQ_SHARDS), shard 0 first
+    deads: tuple[int, ...] = ()
 
 
 class Queue:
-    def __init__(self, client: redis.Redis, keys: Keys, max_len: int):
+    """One stream (one shard of the queue; shard 0 when AUDITQ_SHARDS is 1)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, max_len: int, shard: int = 0):
         self.redis = client
         self.keys = keys
         self.max_len = max_len
+        self.shard = shard  # events without an id get one derived from (entry id, shard)
         self._enqueue = client.register_script(ENQUEUE_LUA)
 
     # --- producer side ------------------------------------------------------------------
@@ -90,22 +117,8 @@ class Queue:
         keys, args = enqueue_call(self.keys, self.max_len, items, on_full)
         return entry_ids(self._enqueue(keys=keys, args=args))
 
-    # --- what the dashboard and alerts read (each O(1) or O(log n)) -----------------------
-
     def length(self) -> int:
         return self.redis.xlen(self.keys.stream)
-
-    def depth(self, now: float | None = None) -> Depth:
-        """Queue length, dead letters and lag in one round trip (the dashboard's reads)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xlen(self.keys.stream)
-        pipe.xlen(self.keys.dead)
-        pipe.xrange(self.keys.stream, count=1)
-        length, dead, first = pipe.execute()
-        return Depth(length, dead, age_of_first(first, now))
-
-    def dead_length(self) -> int:
-        return self.redis.xlen(self.keys.dead)
 
     # --- consumer side ------------------------------------------------------------------
 

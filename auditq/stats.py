@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import redis
 
-from auditq.keys import Keys
+from auditq.keys import Keys, shard_keys
 
 MINUTE_TTL = 25 * 3600
 MAX_MINUTES = 24 * 60
@@ -58,9 +58,13 @@ def last_minute(
 
 
 class Stats:
-    def __init__(self, client: redis.Redis, keys: Keys):
+    """Counts go to ``keys`` (a shard's own counters, or shard 0's for a producer's own
+    counts); reads add up ``shards`` shards (``auditq.shards.shard_count``) of its prefix."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, shards: int = 1):
         self.redis = client
         self.keys = keys
+        self.read_keys = shard_keys(keys.prefix, shards)
 
     def incr(self, counts: Mapping[str, int | float], pipe: redis.client.Pipeline | None = None):
         """Add to the totals and to this minute. Pass ``pipe`` to ride on another round trip."""
@@ -80,7 +84,14 @@ class Stats:
             target.execute()
 
     def totals(self) -> dict[str, float]:
-        return parse_counters(self.redis.hgetall(self.keys.counters))
+        return add_counters(self.per_shard())
+
+    def per_shard(self) -> list[dict[str, float]]:
+        """The totals of each shard, shard 0 first (the dashboard's breakdown)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for keys in self.read_keys:
+            pipe.hgetall(keys.counters)
+        return [parse_counters(raw) for raw in pipe.execute()]
 
     def series(self, minutes: int, now: float | None = None) -> list[tuple[int, dict[str, float]]]:
         """The last ``minutes`` whole minutes, oldest first, as (epoch_minute, counters)."""
@@ -89,8 +100,22 @@ class Stats:
         span: Iterable[int] = range(last - minutes + 1, last + 1)
         pipe = self.redis.pipeline(transaction=False)
         for minute in span:
-            pipe.hgetall(self.keys.minute(minute))
-        return [(m, parse_counters(raw)) for m, raw in zip(span, pipe.execute(), strict=True)]
+            for keys in self.read_keys:
+                pipe.hgetall(keys.minute(minute))
+        replies = iter(pipe.execute())
+        shards = len(self.read_keys)
+        return [
+            (m, add_counters(parse_counters(next(replies)) for _ in range(shards))) for m in span
+        ]
+
+
+def add_counters(hashes: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Counters of several shards (or minutes) added field by field."""
+    out: dict[str, float] = {}
+    for counters in hashes:
+        for field, value in counters.items():
+            out[field] = out.get(field, 0) + value
+    return out
 
 
 def parse_counters(raw: Mapping[bytes, bytes]) -> dict[str, float]:

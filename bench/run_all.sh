@@ -9,3 +9,4 @@ python bench/profile_drain.py --events 50000
 python bench/decode_compare.py --events 20000
 python bench/lag.py --rates 2000,10000 --seconds 60 --backlog 1000000
 python bench/dashboard.py --requests 200 --backlog 1000000
+python bench/cluster.py --events 50000

@@ -6,10 +6,14 @@ depth (pydantic-core's parser refuses deep nesting with a ValueError, where ``js
 recurse), and anything else is shown as text, cut at SHOW_CHARS. An event the worker kept
 truncated (it was over AUDITQ_MAX_EVENT_BYTES) can be inspected and discarded, never
 requeued: what is left of it is not the event. Requeue sends the original event JSON
-through ``Queue.enqueue`` (the same bounded script producers use, ``on_full="reject"``),
-then XDELs the dead entry. An event that came without an ``id`` gets the one the worker
-derived from its original stream entry id (and that entry's time), so requeueing cannot
-create a second row for an event that was in fact stored.
+through ``ShardedQueue.enqueue`` (the bounded script and shard choice producers use, with
+``on_full="reject"``), then XDELs the dead entry. An event that came without an ``id``
+gets the one the worker derived from its original stream entry id and shard (and that
+entry's time), so requeueing cannot create a second row for an event that was in fact
+stored.
+
+With AUDITQ_SHARDS each shard has its own dead-letter stream (it is written in the same
+transaction as the shard's ack); every function takes the ``shard`` to work on.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import pydantic_core
 
 from auditq.events import derived_id, entry_time
+from auditq.keys import Keys, shard_prefix
 from dashboard.resources import Resources
 
 PAGE_SIZE = 50
@@ -53,10 +58,17 @@ class DeadLetter:
     event: dict[str, Any] | None  # the parsed JSON object, None if it is not one
     size: int  # bytes of the event as it was dead-lettered
     truncated: bool  # only the first bytes were kept (it was over the size cap)
+    shard: int = 0  # whose dead-letter stream it is in
 
     @property
     def action(self) -> str | None:
         value = (self.event or {}).get("action")
+        return value if isinstance(value, str) else None
+
+    @property
+    def tenant_id(self) -> str | None:
+        """Chooses the shard it is requeued to (AUDITQ_SHARDS), as for any event."""
+        value = (self.event or {}).get("tenant_id")
         return value if isinstance(value, str) else None
 
     @property
@@ -95,7 +107,11 @@ def _number(raw: bytes | None) -> int | None:
     return int(raw) if raw and raw.isdigit() and len(raw) < 20 else None
 
 
-def parse(entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
+def dead_key(res: Resources, shard: int) -> str:
+    return Keys(shard_prefix(res.keys.prefix, shard)).dead
+
+
+def parse(entry_id: bytes | str, fields: dict[bytes, bytes], shard: int = 0) -> DeadLetter:
     raw = _text(fields.get(b"event")) or ""
     event = None
     truncated = fields.get(b"truncated") == b"1"
@@ -115,6 +131,7 @@ def parse(entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
         event=event if isinstance(event, dict) else None,
         size=_number(fields.get(b"event_bytes")) or len(fields.get(b"event") or b""),
         truncated=truncated,
+        shard=shard,
     )
 
 
@@ -125,22 +142,33 @@ def _time(ms: int) -> datetime | None:
         return None
 
 
-def page(res: Resources, before: str | None = None) -> tuple[list[DeadLetter], str | None]:
+def page(
+    res: Resources, before: str | None = None, shard: int = 0
+) -> tuple[list[DeadLetter], str | None]:
     """Newest first, PAGE_SIZE at most; returns the letters and the cursor for older ones."""
     high = f"({before}" if before and valid_id(before) else "+"
-    raw = res.redis.xrevrange(res.keys.dead, max=high, min="-", count=PAGE_SIZE + 1)
-    letters = [parse(eid, fields) for eid, fields in raw[:PAGE_SIZE]]
+    raw = res.redis.xrevrange(dead_key(res, shard), max=high, min="-", count=PAGE_SIZE + 1)
+    letters = [parse(eid, fields, shard) for eid, fields in raw[:PAGE_SIZE]]
     older = letters[-1].id if len(raw) > PAGE_SIZE else None
     return letters, older
 
 
-def get(res: Resources, entry_id: str) -> DeadLetter:
+def counts(res: Resources, shards: int) -> list[int]:
+    """Dead letters in each shard's stream (one pipelined round trip)."""
+    pipe = res.redis.pipeline(transaction=False)
+    for shard in range(shards):
+        pipe.xlen(dead_key(res, shard))
+    return pipe.execute()
+
+
+def get(res: Resources, entry_id: str, shard: int = 0) -> DeadLetter:
     if not valid_id(entry_id):
         raise NotFound(entry_id)
-    raw = res.redis.xrange(res.keys.dead, min=entry_id, max=entry_id, count=1)
+    raw = res.redis.xrange(dead_key(res, shard), min=entry_id, max=entry_id, count=1)
     if not raw:
         raise NotFound(entry_id)
-    return parse(*raw[0])
+    ((found, fields),) = raw
+    return parse(found, fields, shard)
 
 
 def payload(letter: DeadLetter) -> tuple[str, str]:
@@ -151,7 +179,7 @@ def payload(letter: DeadLetter) -> tuple[str, str]:
         return "normal", letter.event_raw  # the worker will say again what is wrong with it
     event = dict(letter.event)
     if letter.entry_id and valid_id(letter.entry_id):
-        event.setdefault("id", str(derived_id(letter.entry_id)))
+        event.setdefault("id", str(derived_id(letter.entry_id, letter.shard)))
         event.setdefault("occurred_at", entry_time(letter.entry_id).isoformat())
     category = "critical" if event.get("category") == "critical" else "normal"
     return category, json.dumps(event, ensure_ascii=False, separators=(",", ":"))
@@ -165,54 +193,56 @@ class Requeued:
     truncated: int = 0  # letters left in place because only their start was kept
 
 
-def requeue(res: Resources, entry_id: str) -> Requeued:
-    letter = get(res, entry_id)
-    (new_id,) = res.queue.enqueue([payload(letter)], on_full="reject")
+def requeue(res: Resources, entry_id: str, shard: int = 0) -> Requeued:
+    letter = get(res, entry_id, shard)
+    (new_id,) = res.queue.enqueue([payload(letter)], [letter.tenant_id], on_full="reject")
     if new_id is None:
         return Requeued(queue_full=True)
-    res.redis.xdel(res.keys.dead, letter.id)
+    res.redis.xdel(dead_key(res, shard), letter.id)
     return Requeued(moved=[(letter, new_id)])
 
 
-def requeue_chunks(res: Resources, limit: int = MAX_REQUEUE_ALL):
+def requeue_chunks(res: Resources, limit: int = MAX_REQUEUE_ALL, shard: int = 0):
     """Requeue-all, one chunk at a time (yields a Requeued per chunk).
 
     Only entries that were dead when it started are moved (ones that die again meanwhile
     wait for the next click), at most ``limit`` per call; stops when the queue is full.
     """
-    newest = res.redis.xrevrange(res.keys.dead, count=1)
+    dead = dead_key(res, shard)
+    newest = res.redis.xrevrange(dead, count=1)
     if not newest:
         return
     stop = _text(newest[0][0])
     start = "-"
     done = 0
     while done < limit:
-        raw = res.redis.xrange(res.keys.dead, min=start, max=stop, count=min(CHUNK, limit - done))
+        raw = res.redis.xrange(dead, min=start, max=stop, count=min(CHUNK, limit - done))
         if not raw:
             return
-        read = [parse(eid, fields) for eid, fields in raw]
+        read = [parse(eid, fields, shard) for eid, fields in raw]
         start = "(" + read[-1].id
         letters = [letter for letter in read if not letter.truncated]
         payloads = [payload(letter) for letter in letters]
-        new_ids = res.queue.enqueue(payloads, on_full="reject") if payloads else []
+        tenants = [letter.tenant_id for letter in letters]
+        new_ids = res.queue.enqueue(payloads, tenants, on_full="reject") if payloads else []
         chunk = Requeued(
             moved=[(lt, nid) for lt, nid in zip(letters, new_ids, strict=True) if nid is not None],
             truncated=len(read) - len(letters),
         )
         if chunk.moved:
-            res.redis.xdel(res.keys.dead, *[lt.id for lt, _ in chunk.moved])
+            res.redis.xdel(dead, *[lt.id for lt, _ in chunk.moved])
         done += len(read)
         if len(chunk.moved) < len(letters):
             chunk.queue_full = True
             yield chunk
             return
         if done >= limit:
-            chunk.remaining = bool(res.redis.xrange(res.keys.dead, min=start, max=stop, count=1))
+            chunk.remaining = bool(res.redis.xrange(dead, min=start, max=stop, count=1))
         yield chunk
 
 
-def discard(res: Resources, entry_id: str) -> DeadLetter:
-    letter = get(res, entry_id)
-    if not res.redis.xdel(res.keys.dead, letter.id):
+def discard(res: Resources, entry_id: str, shard: int = 0) -> DeadLetter:
+    letter = get(res, entry_id, shard)
+    if not res.redis.xdel(dead_key(res, shard), letter.id):
         raise NotFound(entry_id)  # someone else got there first
     return letter

@@ -2,7 +2,8 @@
 
 A custom collector reads Redis at scrape time (the same bounded reads as the overview), so
 every dyno serves the same numbers and nothing is kept in process memory. Counters come
-from the running totals that producers and workers increment; when Redis is unreachable
+from the running totals that producers and workers increment, summed over the shards
+(AUDITQ_SHARDS); when Redis is unreachable
 the scrape still succeeds with ``auditq_redis_up 0``.
 """
 
@@ -53,8 +54,9 @@ class RedisCollector(Collector):
         up = GaugeMetricFamily("auditq_redis_up", "1 if Redis answered this scrape.")
         try:
             now = time.time()
-            depth = res.queue.depth(now)
-            totals = res.stats.totals()
+            shards = res.shards()
+            depth = res.depth(shards, now)
+            totals = res.stats(shards).totals()
             workers = res.workers(now)
             memory = res.redis.info("memory").get("used_memory")
         except redis.RedisError:
@@ -65,7 +67,10 @@ class RedisCollector(Collector):
         yield up
 
         yield _gauge("auditq_queue_length", "Events waiting in the queue stream.", depth.length)
-        yield _gauge("auditq_queue_max", "The queue bound (AUDITQ_MAX_QUEUE).", res.queue.max_len)
+        yield _gauge(
+            "auditq_queue_max", "The queue bound (AUDITQ_MAX_QUEUE).", res.settings.max_queue
+        )
+        yield _gauge("auditq_queue_shards", "Shards drained (AUDITQ_SHARDS or more).", shards)
         yield _gauge("auditq_queue_lag_seconds", "Age of the oldest queued event.", depth.lag)
         yield _gauge("auditq_dead_letters", "Entries in the dead-letter stream.", depth.dead)
         if memory is not None:

@@ -1,8 +1,9 @@
 """The overview numbers, read from Redis with bounded commands only.
 
-One snapshot costs: XLEN twice, XRANGE COUNT 1 (lag), HGETALL of the totals, one pipelined
-HGETALL per minute of the chart window (60 or 1,440), INFO memory, and the heartbeat read
-(a ZRANGE plus one HGETALL per worker). Nothing scans a stream. The overview page, its
+One snapshot costs, per shard (AUDITQ_SHARDS; one GET finds how many): XLEN twice,
+XRANGE COUNT 1 (lag), HGETALL of the totals, one pipelined HGETALL per minute of the chart
+window (60 or 1,440); then INFO memory, and the heartbeat read (a ZRANGE plus one HGETALL
+per worker). Nothing scans a stream. The overview page, its
 htmx fragment and /api/v1/stats start here (/metrics and the alert metrics read Redis
 themselves, with the same core helpers).
 """
@@ -54,9 +55,12 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
         "redis": {"ok": True, "error": None},
     }
     try:
-        depth = res.queue.depth(now)
-        totals = res.stats.totals()
-        series = res.stats.series(minutes, now=now)
+        shards = res.shards()
+        depth = res.depth(shards, now)
+        stats = res.stats(shards)
+        totals = stats.totals()
+        series = stats.series(minutes, now=now)
+        per_shard = stats.per_shard() if shards > 1 else [totals]
         memory = res.redis.info("memory")
         workers = res.workers(now)
     except redis.RedisError as error:
@@ -105,6 +109,19 @@ def snapshot(res: Resources, range_name: str = "1h", now: float | None = None) -
         for name, (label, unit) in FAILURES.items()
     }
     out["totals"] = totals
+    # AUDITQ_SHARDS: each shard's own running totals, so a hot or stuck shard shows.
+    out["shards"] = [
+        {
+            "shard": i,
+            "length": length,
+            "dead_letters": dead,
+            "enqueued": c.get("enqueued", 0),
+            "inserted": c.get("inserted", 0),
+        }
+        for i, (c, length, dead) in enumerate(
+            zip(per_shard, depth.lengths, depth.deads, strict=True)
+        )
+    ]
     out["window"] = {"minutes": minutes, "counters": window}
     batches = window.get("batches", 0)
     out["latency"] = {

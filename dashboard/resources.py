@@ -17,7 +17,8 @@ from auditq.alerts.service import AlertService
 from auditq.client import AuditClient
 from auditq.config import Settings
 from auditq.keys import Keys
-from auditq.queue import Queue, connect
+from auditq.queue import Depth, connect
+from auditq.shards import ShardedQueue, queue_depth, shard_count
 from auditq.stats import Stats
 from auditq.stores import Store, open_store
 
@@ -32,8 +33,8 @@ class Resources:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self.redis: redis.Redis = connect(settings.redis_url, timeout=REDIS_TIMEOUT)
-        self.queue = Queue(self.redis, self.keys, settings.max_queue)
-        self.stats = Stats(self.redis, self.keys)
+        # Where requeued dead letters go: the producers' shards, bounds and spilling.
+        self.queue = ShardedQueue(self.redis, settings.prefix, settings.shards, settings.max_queue)
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._audit: AuditClient | None = None
@@ -56,6 +57,18 @@ class Resources:
                 # events is opened by the client when first needed.
                 self._audit = AuditClient(self.settings)
             return self._audit
+
+    def shards(self) -> int:
+        """The shards to sum (AUDITQ_SHARDS, or the highest any process used): one GET."""
+        return shard_count(self.redis, self.keys, self.settings.shards)
+
+    def stats(self, shards: int) -> Stats:
+        """Counters read over ``shards`` shards (pass ``shards()``)."""
+        return Stats(self.redis, self.keys, shards)
+
+    def depth(self, shards: int, now: float | None = None) -> Depth:
+        """Queue length, dead letters and lag over ``shards`` shards."""
+        return queue_depth(self.redis, self.keys, shards, now)
 
     @property
     def alerts(self) -> AlertService | None:

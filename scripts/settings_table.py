@@ -37,8 +37,8 @@ MEANINGS = {
     "DATABASE_URL": "Postgres connection string: Supabase's direct or session-pooler URL."
     " Used by `migrate` and by the `postgres` store.",
     # queue and producers
-    "AUDITQ_PREFIX": "Prefix of every Redis key. Use a hash tag (`{audit}`) on Redis Cluster.",
-    "AUDITQ_MAX_QUEUE": "Bound of the stream. Past it, normal events follow AUDITQ_OVERFLOW;"
+    "AUDITQ_MAX_QUEUE": "Bound of the queue (each of AUDITQ_SHARDS streams holds 1/N). Past"
+    " it, normal events follow AUDITQ_OVERFLOW;"
     " critical ones are still queued. About 0.5-0.6 KB of Redis memory per queued event.",
     "AUDITQ_OVERFLOW": "When the queue is full: `drop` (and count it), `block` (wait up to"
     " AUDITQ_BLOCK_TIMEOUT, then drop), or `direct` (write to the store from the producer).",
@@ -50,7 +50,8 @@ MEANINGS = {
     "AUDITQ_MAX_EVENT_BYTES": "Largest accepted event, as JSON.",
     # worker
     "AUDITQ_BATCH_MIN": "Smallest batch the adaptive sizing shrinks to.",
-    "AUDITQ_BATCH_START": "Batch size a worker starts with.",
+    "AUDITQ_BATCH_START": "Batch size a worker starts with. Unset: each store's own (2,000 on"
+    " the postgres store's COPY, 1,000 through PostgREST), within MIN and MAX.",
     "AUDITQ_BATCH_MAX": "Largest batch the adaptive sizing grows to.",
     "AUDITQ_BATCH_MAX_BYTES": "Largest batch in serialized bytes, whatever its count.",
     "AUDITQ_BATCH_TARGET_MS": "Batch insert time the sizing aims for: it grows below, shrinks"

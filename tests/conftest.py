@@ -17,6 +17,7 @@ import redis
 from auditq.devtools.embedded import (
     DEV_AUTHENTICATOR_PASSWORD,
     PostgresServer,
+    RedisCluster,
     RedisServer,
     create_supabase_roles,
 )
@@ -59,6 +60,21 @@ def redis_url(redis_server: RedisServer) -> str:
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     with redis.Redis.from_url(redis_url, decode_responses=False) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """Three masters, no replicas, append-only on (so a test can restart one of them)."""
+    with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    """The session cluster, every master emptied; a node an earlier test stopped is started."""
+    redis_cluster.start()
+    redis_cluster.flush()
+    return redis_cluster.url
 
 
 @pytest.fixture(scope="session")

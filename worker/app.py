@@ -24,15 +24,11 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from auditq.alerts.evaluator import add_job as add_alert_job
 from auditq.config import Settings
 from auditq.keys import Keys
-from auditq.pii.writer import sealer
-from auditq.queue import Queue, connect
-from auditq.stats import Stats
+from auditq.queue import connect
 from auditq.stores import Store
 from worker.batching import AdaptiveBatch
-from worker.drain import Drain
 from worker.heartbeat import Heartbeat, WorkerStatus
-from worker.insert import BatchInserter
-from worker.reclaim import Reclaim
+from worker.shards import Shards
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +45,12 @@ class Worker:
         self.stopping = threading.Event()
         client = connect(settings.redis_url, timeout=REDIS_TIMEOUT)
         keys = Keys(settings.prefix)
-        self.queue = Queue(client, keys, settings.max_queue)
         self.sizer = AdaptiveBatch.for_store(store.name, settings)
         self.status = WorkerStatus(stopping=self.stopping, batch_size=self.sizer.size)
         self.heartbeat = Heartbeat(
             client, keys, self.status, settings.heartbeat_ttl, settings.worker_forget_after
         )
-        inserter = BatchInserter(
-            self.queue,
-            Stats(client, keys),
-            store,
-            self.sizer,
-            self.status,
-            max_event_bytes=settings.max_event_bytes,
-            redact_keys=settings.redact_key_set,
-            seal=sealer(settings, store),
-            retry_base=settings.retry_base,
-            retry_max=settings.retry_max,
-        )
-        self.drain = Drain(self.queue, inserter, settings.drain_budget)
-        self.reclaim = Reclaim(
-            self.queue, inserter, settings.claim_timeout, settings.max_deliveries
-        )
+        self.shards = Shards(settings, client, store, self.sizer, self.status)
         self.scheduler = self._scheduler()
         self._stop_thread: threading.Thread | None = None
         self._watchdog: threading.Timer | None = None
@@ -86,13 +66,13 @@ class Worker:
             next_run_time=_now(), **common,
         )  # fmt: skip
         scheduler.add_job(
-            self.drain.run, "interval", seconds=s.drain_interval, id="drain",
+            self.shards.drain, "interval", seconds=s.drain_interval, id="drain",
             next_run_time=_now(), **common,
         )  # fmt: skip
         # Checking twice per claim timeout takes an entry over at most 1.5 timeouts after
         # its worker died.
         scheduler.add_job(
-            self.reclaim.run, "interval", seconds=s.claim_timeout / 2, id="reclaim", **common
+            self.shards.reclaim, "interval", seconds=s.claim_timeout / 2, id="reclaim", **common
         )
         # Alert evaluation runs in workers and web processes alike (leases pick one at a
         # time), so alerts keep working whichever of them is alive.
@@ -100,18 +80,18 @@ class Worker:
         # Seals (auditq/seals): every worker schedules them, a Redis lease picks one at a time.
         from auditq.seals.job import add_job as add_seal_job
 
-        self.seals = add_seal_job(scheduler, s, self.store, self.queue.redis)
+        self.seals = add_seal_job(scheduler, s, self.store, self.shards.redis)
         return scheduler
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit code."""
         _warn_about_timeouts(self.settings)
-        self.queue.ensure_group()
+        self.shards.start()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         log.info(
-            "worker started consumer=%s store=%s prefix=%s",
-            self.status.id, self.store.name, self.settings.prefix,
+            "worker started consumer=%s store=%s prefix=%s shards=%d",
+            self.status.id, self.store.name, self.settings.prefix, len(self.shards.shards),
         )  # fmt: skip
         self.scheduler.start()  # blocks until the stop thread has shut it down
         if self._stop_thread is not None:

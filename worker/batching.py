@@ -26,12 +26,14 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class StoreProfile:
     start: int  # first read, unless AUDITQ_BATCH_START is set
-    step: int  # growth per fast, full batch
+    step: int | None  # growth per fast, full batch (None: AUDITQ_BATCH_MIN)
 
 
 # COPY: one statement and commit per batch, cheapest per row at the largest batches.
 # PostgREST parses each body as one JSON document before inserting it: a lower start keeps
 # the first requests' latency (and a failed one's retry) small while the sizer climbs.
+# A store without a profile of its own: the minimum's step (see __init__).
+GENERIC = StoreProfile(start=500, step=None)
 PROFILES = {
     "postgres": StoreProfile(start=2_000, step=500),
     "supabase": StoreProfile(start=1_000, step=250),
@@ -68,19 +70,17 @@ class AdaptiveBatch:
     def for_store(cls, store: str, settings: Settings) -> AdaptiveBatch:
         """The sizer for this store: its profile, within the settings' bounds; a start set
         explicitly (AUDITQ_BATCH_START) wins over the profile's."""
-        profile = PROFILES.get(store)
-        start, step = settings.batch_start, None
-        if profile is not None:
-            step = profile.step
-            if "batch_start" not in settings.model_fields_set:
-                start = min(max(profile.start, settings.batch_min), settings.batch_max)
+        profile = PROFILES.get(store, GENERIC)
+        start = settings.batch_start
+        if start is None:
+            start = min(max(profile.start, settings.batch_min), settings.batch_max)
         return cls(
             start=start,
             minimum=settings.batch_min,
             maximum=settings.batch_max,
             max_bytes=settings.batch_max_bytes,
             target_ms=settings.batch_target_ms,
-            step=step,
+            step=profile.step,
         )
 
     def read_count(self) -> int:

@@ -111,7 +111,9 @@ class BatchInserter:
 
     def decode(self, entry: Entry) -> AuditEvent:
         """Validate one entry as the producers' clients do (secrets redacted)."""
-        return decode_entry(entry.id, entry.fields, self.max_event_bytes, self.redact_keys)
+        return decode_entry(
+            entry.id, entry.fields, self.max_event_bytes, self.redact_keys, self.queue.shard
+        )
 
     def dead_letter(self, dead: list[tuple[Entry, str]], pipe: redis.client.Pipeline) -> None:
         self.queue.dead_letter(

@@ -15,7 +15,7 @@ import logging
 
 import redis
 
-from auditq.keys import GROUP
+from auditq.keys import GROUP, Keys
 from auditq.queue import Entry, Queue
 from worker.insert import BatchInserter
 
@@ -28,9 +28,16 @@ FORGET_CONSUMER_AFTER_MS = 3_600_000
 
 class Reclaim:
     def __init__(
-        self, queue: Queue, inserter: BatchInserter, claim_timeout: float, max_deliveries: int
+        self,
+        queue: Queue,
+        inserter: BatchInserter,
+        claim_timeout: float,
+        max_deliveries: int,
+        heartbeats: Keys | None = None,
     ) -> None:
         self.queue = queue
+        # Where the workers' heartbeats are: the prefix's own keys, also for a shard's queue.
+        self.heartbeats = heartbeats or queue.keys
         self.inserter = inserter
         self.min_idle_ms = int(claim_timeout * 1000)
         self.max_deliveries = max_deliveries
@@ -93,7 +100,7 @@ class Reclaim:
                 if (
                     consumer["pending"] == 0
                     and consumer["idle"] > FORGET_CONSUMER_AFTER_MS
-                    and not client.exists(keys.worker(name))
+                    and not client.exists(self.heartbeats.worker(name))
                 ):
                     client.xgroup_delconsumer(keys.stream, GROUP, name)
         except redis.RedisError as error:

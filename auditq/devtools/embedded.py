@@ -12,6 +12,7 @@ import atexit
 import importlib.util
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -42,6 +43,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 class ServerProcess:
@@ -214,6 +224,115 @@ class RedisServer(ServerProcess):
             return False
         finally:
             client.close()
+
+
+class RedisClusterNode(RedisServer):
+    """One master of a RedisCluster: cluster mode on, its node table in its own data_dir
+    (so a restart rejoins with the same id and slots)."""
+
+    name = "redis-server (cluster node)"
+    BUS_OFFSET = 10_000  # a node also listens on port + 10000 for the cluster bus
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir, port=self._free_port(), persistent=True)
+
+    @classmethod
+    def _free_port(cls) -> int:
+        # The bus port must exist (<= 65535) and be free too, which the OS's choice of a
+        # free port (usually above 55535) does not give: try ports below the OS's range.
+        for _ in range(200):
+            port = random.randrange(20_000, 30_000)
+            if _port_free(port) and _port_free(port + cls.BUS_OFFSET):
+                return port
+        raise ServerError("no free port pair for a cluster node")
+
+    def _command(self) -> list[str]:
+        return [*super()._command(), "--cluster-enabled", "yes", "--cluster-config-file",
+                "nodes.conf", "--cluster-node-timeout", "2000"]  # fmt: skip
+
+
+class RedisCluster:
+    """A Redis Cluster of ``masters`` masters and no replicas on 127.0.0.1, append-only on,
+    from the same redis-server binary. 6.2 has no ADDSLOTSRANGE and no redis-cli here: the
+    slots are split with CLUSTER ADDSLOTS and the nodes joined with CLUSTER MEET.
+    """
+
+    SLOTS = 16384
+    ready_timeout = 30.0
+
+    def __init__(self, data_dir: Path, masters: int = 3) -> None:
+        self.nodes = [RedisClusterNode(data_dir / f"node{i}") for i in range(masters)]
+        self._formed = False
+
+    @property
+    def url(self) -> str:
+        """Any node's URL names the cluster; the first one's is as good as any."""
+        return self.nodes[0].url
+
+    def start(self) -> Self:
+        for node in self.nodes:
+            node.start()
+        if not self._formed:
+            self._form()
+        self.wait_ok()
+        return self
+
+    def _form(self) -> None:
+        step = -(-self.SLOTS // len(self.nodes))
+        first = self._client(self.nodes[0])
+        for i, node in enumerate(self.nodes):
+            client = self._client(node)
+            client.execute_command(
+                "CLUSTER ADDSLOTS", *range(i * step, min(self.SLOTS, (i + 1) * step))
+            )
+            client.close()
+            if i:
+                first.execute_command("CLUSTER MEET", node.host, node.port)
+        first.close()
+        self._formed = True
+
+    def wait_ok(self) -> None:
+        """Until every node says cluster_state:ok (a MEET or a restart takes a second or two)."""
+        deadline = time.monotonic() + self.ready_timeout
+        while not all(self._state(node) == "ok" for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise ServerError(f"redis cluster not ok after {self.ready_timeout:.0f}s")
+            time.sleep(0.1)
+
+    def restart(self, index: int) -> None:
+        """SIGKILL one master and start it again on the same port and files (its AOF)."""
+        self.nodes[index].kill()
+        self.nodes[index].start()
+        self.wait_ok()
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            client = self._client(node)
+            client.flushall()
+            client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def _state(self, node: RedisClusterNode) -> str | None:
+        client = self._client(node)
+        try:
+            return client.cluster("info").get("cluster_state")
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+
+    @staticmethod
+    def _client(node: RedisClusterNode) -> redis.Redis:
+        return redis.Redis(host=node.host, port=node.port, socket_timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def _postgres_bin_dir() -> Path:

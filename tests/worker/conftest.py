@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,8 @@ from auditq.queue import Queue, connect
 from tests.worker.helpers import KEYS, Workers
 
 
-@pytest.fixture
-def workers(tmp_path: Path, redis_url: str, clean_db: str) -> Iterator[Workers]:
-    procs = Workers(tmp_path, redis_url, clean_db)
+@contextmanager
+def _running(procs: Workers) -> Iterator[Workers]:
     try:
         yield procs
     finally:
@@ -21,6 +21,19 @@ def workers(tmp_path: Path, redis_url: str, clean_db: str) -> Iterator[Workers]:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def workers(tmp_path: Path, redis_url: str, clean_db: str) -> Iterator[Workers]:
+    with _running(Workers(tmp_path, redis_url, clean_db)) as procs:
+        yield procs
+
+
+@pytest.fixture
+def cluster_workers(tmp_path: Path, cluster_url: str, clean_db: str) -> Iterator[Workers]:
+    """Workers on the session's Redis Cluster (tests/conftest.py ``redis_cluster``)."""
+    with _running(Workers(tmp_path, cluster_url, clean_db)) as procs:
+        yield procs
 
 
 @pytest.fixture

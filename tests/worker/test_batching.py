@@ -3,7 +3,7 @@
 import pytest
 
 from auditq.config import load_settings
-from worker.batching import PROFILES, AdaptiveBatch, chunk_by_bytes, split
+from worker.batching import GENERIC, PROFILES, AdaptiveBatch, chunk_by_bytes, split
 
 
 def sizer(**overrides) -> AdaptiveBatch:
@@ -98,4 +98,4 @@ def test_an_explicit_start_and_bounds_win_over_the_store_profile(monkeypatch):
     assert capped.size == 1200
     settings = store_settings(monkeypatch)
     other = AdaptiveBatch.for_store("another", settings)
-    assert other.size == settings.batch_start and other.step == other.minimum  # generic
+    assert other.size == GENERIC.start and other.step == other.minimum  # generic
