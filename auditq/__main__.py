@@ -8,6 +8,7 @@ import sys
 
 from auditq.config import ConfigError, load_settings
 from auditq.devtools import demo, dev
+from auditq.pii import cli as pii_cli
 from auditq.retention import cli as retention_cli
 from auditq.seals import cli as seals_cli
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.set_defaults(run=demo.main)
     seals_cli.add_commands(commands)
     retention_cli.add_commands(commands)
+    pii_cli.add_commands(commands)  # erase (auditq/pii)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

@@ -35,6 +35,7 @@ from auditq import producer
 from auditq.config import Settings, load_settings
 from auditq.events import AuditEvent
 from auditq.keys import Keys, shard_keys
+from auditq.pii.writer import Sealer, sealer
 from auditq.producer import Batch, Decision, LogResult
 from auditq.queue import ENQUEUE_LUA, connect_async
 from auditq.shards import RECORD_LUA, check_prefix
@@ -76,6 +77,7 @@ class AsyncAuditClient:
         self._stats = Stats(self.redis, self.keys)
         self._store = store
         self._store_opened = store is not None
+        self._sealer: Sealer | None = None
         self._store_lock = asyncio.Lock()
         self._unsent = producer.Unsent()
         self.warnings = producer.WarnEvery()
@@ -256,13 +258,20 @@ class AsyncAuditClient:
         failure: Exception | None = None
         try:
             await asyncio.wait_for(
-                asyncio.to_thread(store.insert_events, events, ingest_path="direct"),
+                asyncio.to_thread(self._insert, store, events),
                 self.settings.direct_timeout,
             )
         except (StoreError, TimeoutError) as error:
             failure = error if isinstance(error, StoreError) else StoreError("timed out")
         await self._count(producer.direct_counts(len(events), failure, self.warnings))
         return failure is None
+
+    def _insert(self, store: Store, events: list[AuditEvent]) -> int:
+        """The direct write, on a worker thread: personal fields to ciphertext first
+        (auditq/pii; the key lookup is I/O too), one key cache per client."""
+        if self._sealer is None:
+            self._sealer = sealer(self.settings, store)
+        return store.insert_events(self._sealer(events), ingest_path="direct")
 
     async def _open_store(self) -> Store | None:
         async with self._store_lock:

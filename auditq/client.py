@@ -28,6 +28,7 @@ from auditq import producer
 from auditq.config import Settings, load_settings
 from auditq.events import AuditEvent
 from auditq.keys import Keys
+from auditq.pii.writer import Sealer, sealer
 from auditq.producer import AuditUnavailable, Batch, Decision, LogResult
 from auditq.queue import connect
 from auditq.shards import ShardedQueue
@@ -46,6 +47,7 @@ class AuditClient:
         self.stats = Stats(self.redis, self.keys, settings.shards)  # counts to shard 0
         self._store: Store | None = store
         self._store_lock = threading.Lock()
+        self._sealer: Sealer | None = None
         self._unsent = producer.Unsent()
         self.warnings = producer.WarnEvery()
 
@@ -135,11 +137,19 @@ class AuditClient:
             return False
         failure: StoreError | None = None
         try:
-            store.insert_events(events, ingest_path="direct")
+            store.insert_events(self._seal(store)(events), ingest_path="direct")
         except StoreError as error:
             failure = error
         self._count(producer.direct_counts(len(events), failure, self.warnings))
         return failure is None
+
+    def _seal(self, store: Store) -> Sealer:
+        """Personal fields to ciphertext before the direct write (auditq/pii), with one
+        key cache per client."""
+        with self._store_lock:
+            if self._sealer is None:
+                self._sealer = sealer(self.settings, store)
+            return self._sealer
 
     def _get_store(self) -> Store | None:
         with self._store_lock:

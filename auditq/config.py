@@ -138,6 +138,41 @@ class Settings(BaseSettings):
         ' values are replaced by "[redacted]" before an event is queued or stored, on every'
         " path. Empty: redact nothing.",
     )
+    # Personal fields (auditq/pii): encrypted per subject when AUDITQ_PII_KEY is set.
+    pii_key: SecretStr | None = _env(
+        "AUDITQ_PII_KEY",
+        default=None,
+        description="Base64 of 32 random bytes: the key that wraps each subject's data key"
+        " (AES-256-GCM). Set: AUDITQ_PII_FIELDS are stored only as ciphertext. Unset: stored"
+        " in clear. `python -m auditq dev` generates one.",
+    )
+    pii_old_key: SecretStr | None = _env(
+        "AUDITQ_PII_OLD_KEY",
+        default=None,
+        description="During a rotation of AUDITQ_PII_KEY: the previous key. Readers and"
+        " writers unwrap data keys with either; `python -m auditq pii-rewrap` rewraps them all"
+        " under AUDITQ_PII_KEY, after which this can be unset.",
+    )
+    pii_fields: str = _env(
+        "AUDITQ_PII_FIELDS",
+        default="ip,user_agent,metadata.email,metadata.name,metadata.phone",
+        description="Comma-separated personal fields encrypted per subject (actor_id): ip,"
+        " user_agent, and metadata keys as metadata.<key> (dots for nested keys).",
+    )
+    pii_viewer_clear: bool = _env(
+        "AUDITQ_PII_VIEWER_CLEAR",
+        default=False,
+        description="Let the dashboard's viewer role see personal fields decrypted; off, they"
+        " read as [hidden] to viewers (admins and API_TOKEN always see them).",
+    )
+    pii_cache_size: int = _env(
+        "AUDITQ_PII_CACHE_SIZE",
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Unwrapped data keys a writer (worker, client) keeps in memory, per"
+        " process, least recently used first out.",
+    )
 
     # --- alerts ----------------------------------------------------------------------------
     # Every web and worker process runs the evaluator; a Redis lease and a lease row in the
@@ -273,6 +308,23 @@ class Settings(BaseSettings):
         ed25519_key_bytes(value.get_secret_value())
         return value
 
+    @field_validator("pii_key", "pii_old_key")
+    @classmethod
+    def _pii_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        pii_key_bytes(value.get_secret_value())
+        return value
+
+    @field_validator("pii_fields")
+    @classmethod
+    def _pii_fields(cls, value: str) -> str:
+        for name in filter(None, (n.strip() for n in value.split(","))):
+            head, _, rest = name.partition(".")
+            if not (name in ("ip", "user_agent") or (head == "metadata" and rest)):
+                raise ValueError("each field must be ip, user_agent or metadata.<key>")
+        return value
+
     @field_validator("seal_public_key")
     @classmethod
     def _seal_public_key(cls, value: str | None) -> str | None:
@@ -299,6 +351,8 @@ class Settings(BaseSettings):
             raise ValueError("AUDITQ_STORE=supabase needs SUPABASE_URL")
         if self.store == "postgres" and not self.database_url:
             raise ValueError("AUDITQ_STORE=postgres needs DATABASE_URL")
+        if self.pii_old_key and not self.pii_key:
+            raise ValueError("AUDITQ_PII_OLD_KEY is set but AUDITQ_PII_KEY is not")
         start = self.batch_min if self.batch_start is None else self.batch_start
         if not self.batch_min <= start <= self.batch_max:
             raise ValueError("AUDITQ_BATCH_MIN <= AUDITQ_BATCH_START <= AUDITQ_BATCH_MAX must hold")
@@ -316,6 +370,16 @@ class Settings(BaseSettings):
         return key_set(self.redact_keys.split(","))
 
     @cached_property
+    def pii_masters(self) -> tuple[bytes, ...]:
+        """The keys data keys may be wrapped under: AUDITQ_PII_KEY first, then the old one."""
+        keys = (self.pii_key, self.pii_old_key) if self.pii_key else ()
+        return tuple(pii_key_bytes(k.get_secret_value()) for k in keys if k is not None)
+
+    @cached_property
+    def pii_field_list(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(n.strip() for n in self.pii_fields.split(",") if n.strip()))
+
+    @cached_property
     def store_kind(self) -> Literal["supabase", "postgres"] | None:
         """Which store events go to, or None when nothing is configured."""
         if self.store != "auto":
@@ -327,15 +391,25 @@ class Settings(BaseSettings):
         return None
 
 
-def ed25519_key_bytes(text: str) -> bytes:
-    """The 32 bytes an Ed25519 key setting holds (standard or URL-safe base64)."""
+def key32(text: str, hint: str) -> bytes:
+    """The 32 bytes a key setting holds (standard or URL-safe base64); ``hint`` says how to
+    make one."""
     try:
         raw = base64.b64decode(text.strip().replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != 32:
-        raise ValueError("must be base64 of 32 bytes (python -m auditq keygen prints one)")
+        raise ValueError(f"must be base64 of 32 bytes ({hint})")
     return raw
+
+
+def ed25519_key_bytes(text: str) -> bytes:
+    return key32(text, "python -m auditq keygen prints one")
+
+
+def pii_key_bytes(text: str) -> bytes:
+    """The 32 bytes of AUDITQ_PII_KEY."""
+    return key32(text, "e.g. openssl rand -base64 32")
 
 
 def _describe(error: ValidationError) -> str:

@@ -76,6 +76,16 @@ class AuditEvent(BaseModel):
     user_agent: str | None = Field(default=None, max_length=1024)
     request_id: str | None = _Short
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # The ciphertext of the personal fields (auditq/pii), set by auditq's own writers just
+    # before a store insert (model_copy, no validation): never accepted from a producer.
+    pii: dict[str, Any] | None = Field(default=None, exclude=True)
+
+    @field_validator("pii")
+    @classmethod
+    def _not_from_producers(cls, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            raise ValueError("is set by auditq when it stores the event, never by a producer")
+        return None
 
     @field_validator("occurred_at")
     @classmethod
@@ -265,9 +275,22 @@ def decode_entry(
     return event.model_copy(update=missing) if missing else event
 
 
+def stored_copy(event: AuditEvent, changes: dict[str, Any]) -> AuditEvent:
+    """A copy of a validated event with ``changes`` and no validation, for auditq's own
+    steps after it (auditq/pii). What ``model_copy(update=...)`` does, less its generic
+    copying of every attribute: the drain calls it for every row with personal fields."""
+    copy = AuditEvent.__new__(AuditEvent)
+    object.__setattr__(copy, "__dict__", {**event.__dict__, **changes})
+    object.__setattr__(copy, "__pydantic_fields_set__", event.__pydantic_fields_set__)
+    object.__setattr__(copy, "__pydantic_extra__", None)
+    object.__setattr__(copy, "__pydantic_private__", None)
+    return copy
+
+
 def to_row(event: AuditEvent, ingest_path: Literal["queue", "direct"]) -> dict[str, Any]:
     """The ``audit_logs`` row for an event (JSON-ready values)."""
     row = event.model_dump(mode="json")
+    row["pii"] = event.pii
     row["ingest_path"] = ingest_path
     return row
 

@@ -95,6 +95,7 @@ def register_blueprints(app: Flask) -> None:
         explorer,
         integrity,
         overview,
+        privacy,
         retention,
         settings,
         workers,
@@ -107,6 +108,7 @@ def register_blueprints(app: Flask) -> None:
         dead_letters.bp,
         explorer.bp,
         settings.bp,
+        privacy.bp,  # erasure (auditq/pii)
         stats_api.bp,
         events_api.bp,
         alerts.bp,

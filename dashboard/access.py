@@ -143,7 +143,7 @@ def check_request() -> Response | None:
     """The one access decision. Returns a refusal, or None to let the view run."""
     g.role = None
     if request.routing_exception is not None and wants_json():
-        # No route matched (404, or 405 such as GET /api/v1/events): nothing runs, so the
+        # No route matched (404, or 405 such as DELETE /api/v1/events): nothing runs, so the
         # caller gets the JSON error rather than a redirect to the HTML login.
         return None
     access = access_of(request.endpoint)

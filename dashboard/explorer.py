@@ -16,8 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from auditq.config import Settings
+from auditq.pii.reader import Show, reveal
 from auditq.stores import MAX_QUERY_LIMIT, QUERY_COLUMNS, Cursor, EventFilters, Store
 
+# What a reader sees of a row: the ciphertext column is put back into the personal fields.
+COLUMNS = tuple(c for c in QUERY_COLUMNS if c != "pii")
 PAGE_SIZE = 50
 EXPORT_PAGE = MAX_QUERY_LIMIT
 TEXT_FILTERS = ("action", "actor_type", "actor_id", "target_type", "target_id", "tenant_id")
@@ -25,6 +29,25 @@ CHOICES = {"category": ("normal", "critical"), "outcome": ("success", "failure",
 MAX_VALUE = 256  # the longest value any of these columns holds
 # Spreadsheet apps run a cell starting with one of these as a formula (CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Reader:
+    """How personal fields read for this request (auditq/pii): decrypted for admins and
+    API_TOKEN, ``[hidden]`` for viewers unless AUDITQ_PII_VIEWER_CLEAR."""
+
+    settings: Settings
+    show: Show
+
+    @classmethod
+    def for_role(cls, settings: Settings, role: str | None) -> Reader:
+        """``role`` None: an API_TOKEN caller (the access hook let it in)."""
+        hidden = role == "viewer" and not settings.pii_viewer_clear
+        return cls(settings, "hidden" if hidden else "clear")
+
+    def rows(self, store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        reveal(rows, store, self.settings, self.show)
+        return rows
 
 
 @dataclass
@@ -97,21 +120,25 @@ def decode_cursor(text: str | None) -> Cursor | None:
 
 
 def page(
-    store: Store, filters: EventFilters, before: Cursor | None, size: int = PAGE_SIZE
+    store: Store,
+    reader: Reader,
+    filters: EventFilters,
+    before: Cursor | None,
+    size: int = PAGE_SIZE,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page and the cursor of the next (None on the last page)."""
     rows = store.query_events(filters, before=before, limit=size + 1)
     more = len(rows) > size
-    rows = rows[:size]
+    rows = reader.rows(store, rows[:size])
     return rows, encode_cursor(rows[-1]) if more and rows else None
 
 
-def iter_rows(store: Store, filters: EventFilters) -> Iterator[dict[str, Any]]:
+def iter_rows(store: Store, reader: Reader, filters: EventFilters) -> Iterator[dict[str, Any]]:
     """Every matching row, newest first, in keyset pages (never an OFFSET)."""
     before: Cursor | None = None
     while True:
         rows = store.query_events(filters, before=before, limit=EXPORT_PAGE)
-        yield from rows
+        yield from reader.rows(store, rows)
         if len(rows) < EXPORT_PAGE:
             return
         before = (rows[-1]["occurred_at"], UUID(rows[-1]["id"]))
@@ -123,9 +150,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON-ready values, in COLUMNS order."""
+    return {k: _plain(row[k]) for k in COLUMNS}
+
+
 def ndjson_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     for row in rows:
-        yield json.dumps({k: _plain(row[k]) for k in QUERY_COLUMNS}, ensure_ascii=False) + "\n"
+        yield json.dumps(plain_row(row), ensure_ascii=False) + "\n"
 
 
 def _cell(value: Any) -> str:
@@ -142,9 +174,9 @@ def _cell(value: Any) -> str:
 def csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(QUERY_COLUMNS)
+    writer.writerow(COLUMNS)
     for count, row in enumerate(rows, 1):
-        writer.writerow([_cell(row[k]) for k in QUERY_COLUMNS])
+        writer.writerow([_cell(row[k]) for k in COLUMNS])
         if count % 200 == 0:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -27,5 +27,6 @@ NAV = (
     NavItem("Integrity", "integrity.index"),
     NavItem("Retention", "retention.index"),
     NavItem("Explorer", "explorer.index"),
+    NavItem("Privacy", "privacy.index"),
     NavItem("Settings", "settings.index"),
 )

@@ -29,6 +29,7 @@ TABLES_TO_CLEAN = (
     "public.audit_logs",
     "public.audit_seals",  # seals (auditq/seals)
     "public.audit_archives",  # retention (auditq/retention)
+    "public.audit_pii_keys",  # personal data keys (auditq/pii)
     # alerts (auditq/alerts): config, state, outbox and history
     "public.alert_channels",
     "public.alert_rules",

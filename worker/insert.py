@@ -30,6 +30,7 @@ import redis
 from tenacity import RetryCallState
 
 from auditq.events import AuditEvent, EventError, decode_entry
+from auditq.pii.writer import Sealer
 from auditq.queue import Entry, Queue
 from auditq.redact import DEFAULT_KEY_SET
 from auditq.stats import Stats, latency_field
@@ -83,6 +84,7 @@ class BatchInserter:
         retry_base: float,
         retry_max: float,
         redact_keys: frozenset[str] = DEFAULT_KEY_SET,
+        seal: Sealer | None = None,
     ) -> None:
         self.queue = queue
         self.stats = stats
@@ -91,6 +93,9 @@ class BatchInserter:
         self.status = status
         self.max_event_bytes = max_event_bytes
         self.redact_keys = redact_keys
+        # Personal fields become ciphertext just before each insert (auditq/pii); a key
+        # store failure is retried like the insert.
+        self.seal: Sealer = seal or (lambda events: events)
         self.retry_base = retry_base
         self.retry_max = retry_max
         # One batch at a time per process: the drain and reclaim jobs run on separate
@@ -120,8 +125,9 @@ class BatchInserter:
         self.store_decoded(self.decode_batch(entries), backlog)
 
     def decode_batch(self, entries: list[Entry]) -> Decoded:
-        """Decode a batch: no store, no lock, so the drain can run it while the previous
-        batch is being written (worker/pipeline.py)."""
+        """Decode a batch: no lock, and the store only for data keys not cached yet
+        (auditq/pii), so the drain can run it while the previous batch is being written
+        (worker/pipeline.py)."""
         outcome = _Outcome()
         items: list[Item] = []
         sizes: list[int] = []
@@ -133,7 +139,19 @@ class BatchInserter:
                 outcome.dead.append((entry, reason(error)))
                 log.warning("undecodable entry consumer=%s entry=%s error=%s",
                             self.consumer, entry.id, reason(error))  # fmt: skip
-        return Decoded(entries, items, sizes, outcome.dead)
+        return Decoded(entries, self._seal_ahead(items), sizes, outcome.dead)
+
+    def _seal_ahead(self, items: list[Item]) -> list[Item]:
+        """Encrypt personal fields here too, on the prefetch thread while the previous batch
+        is written (worker/pipeline.py), so it costs the drain little. Best effort: should
+        the keys not be readable now, the insert seals them (sealing twice is a no-op) and
+        retries a key store failure as it retries the insert."""
+        try:
+            sealed = self.seal([event for _, event in items])
+        except StoreError as error:
+            log.warning("sealing ahead failed consumer=%s error=%s", self.consumer, error)
+            return items
+        return [(entry, event) for (entry, _), event in zip(items, sealed, strict=True)]
 
     def store_decoded(self, decoded: Decoded, backlog: bool) -> None:
         """Store a decoded batch, then ack and dead-letter. Call with ``self.lock`` held."""
@@ -228,7 +246,7 @@ class BatchInserter:
                 pending += reversed(split(part, self.sizer.size))
                 continue
             try:
-                outcome.new_rows += self.store.insert_events([event for _, event in part])
+                outcome.new_rows += self.store.insert_events(self.seal([e for _, e in part]))
             except StoreUnavailable:
                 pending.append(part)
                 raise

@@ -20,6 +20,7 @@ import redis
 
 from auditq.config import Settings
 from auditq.keys import Keys, shard_keys
+from auditq.pii.writer import sealer
 from auditq.producer import shard_bound
 from auditq.queue import Queue
 from auditq.shards import check_prefix, record_shards, shard_count
@@ -61,6 +62,8 @@ class Shards:
         # One batch at a time per process over all shards, as with one stream: the shards'
         # inserters share the store connection, the sizer and the status.
         self.lock = threading.Lock()
+        # Personal fields to ciphertext (auditq/pii): one data key cache for every shard.
+        self.seal = sealer(settings, store)
         self._turn = 0
         self._grow(settings.shards)
 
@@ -107,6 +110,7 @@ class Shards:
                 self.status,
                 max_event_bytes=s.max_event_bytes,
                 redact_keys=s.redact_key_set,
+                seal=self.seal,
                 retry_base=s.retry_base,
                 retry_max=s.retry_max,
             )

@@ -14,8 +14,9 @@ environment, start the children, supervise):
    this machine are normal in development).
 
 Whatever survives a restart lives in the data directory (default ``./.auditq``): the
-servers' files, ``dev.json`` (the ports, and the generated SECRET_KEY and
-DASHBOARD_PASSWORD, so the URL and the login stay the same) and ``dev.env`` (the
+servers' files, ``dev.json`` (the ports, and the generated SECRET_KEY,
+DASHBOARD_PASSWORD, AUDITQ_PII_KEY and seal key pair, so the URL, the login, the stored
+personal fields and the seal chain stay usable) and ``dev.env`` (the
 embedded servers' connection settings, to run other commands against them).
 
 Stopping: SIGINT (Ctrl-C) or SIGTERM stops the children first (SIGTERM; SIGKILL after a
@@ -30,6 +31,7 @@ look at; a restart loop would scroll its traceback away behind a half-working sy
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import http.client
 import os
@@ -52,6 +54,7 @@ from auditq.devtools.embedded import HOST, ServerError, ServerProcess, create_su
 from auditq.devtools.processes import Child, DevPostgres, DevRedis, own_group
 from auditq.devtools.state import State, choose_port, port_is_free
 from auditq.migrate import apply_migrations
+from auditq.seals import signing
 from auditq.urls import hide_password
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,12 +65,19 @@ READY_TIMEOUT = 60.0  # seconds the web process may take to answer its first req
 STOP_GRACE = 30.0  # seconds children get to finish after SIGTERM (Heroku gives 30 too)
 _POLL = 0.2
 
-# The settings dev provides when they are not in the environment. DASHBOARD_PASSWORD and
-# SECRET_KEY are generated once and kept in dev.json.
-_SECRETS = ("SECRET_KEY", "DASHBOARD_PASSWORD")
+# The settings dev provides when they are not in the environment, generated once and kept
+# in dev.json (the login stays the same, and stored personal fields stay readable). The
+# seal key pair is generated together (see _seal_pair).
+_SECRETS: dict[str, Callable[[], str]] = {
+    "SECRET_KEY": lambda: secrets.token_urlsafe(32),
+    "DASHBOARD_PASSWORD": lambda: secrets.token_urlsafe(12),
+    "AUDITQ_PII_KEY": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+}
 # Settings dev gives its children unless the environment has them: webhooks to a receiver
-# on this machine (a local test server) are the norm in development.
-_DEV_DEFAULTS = {"AUDITQ_ALERT_ALLOW_PRIVATE": "true"}
+# on this machine (a local test server) are the norm in development, and seals follow the
+# rows closely (5 s) so the integrity page shows them at once.
+_SEAL_PAIR = ["AUDITQ_SEAL_KEY", "AUDITQ_SEAL_PUBLIC_KEY"]  # set neither, dev makes both
+_DEV_DEFAULTS = {"AUDITQ_ALERT_ALLOW_PRIVATE": "true", "AUDITQ_SEAL_GRACE": "5"}
 
 
 def _is_set(env: dict[str, str], name: str) -> bool:
@@ -219,14 +229,20 @@ class Dev:
         secrets dev generated for it (kept in dev.json, so the login stays the same)."""
         env = dict(self.env)
         generated = []
-        for name in _SECRETS:
+        for name, make in _SECRETS.items():
             if _is_set(self.env, name):
                 continue
             key = name.lower()
             if not state.get(key):
-                state.set(**{key: secrets.token_urlsafe(32 if name == "SECRET_KEY" else 12)})
+                state.set(**{key: make()})
             env[name] = state.get(key)
             generated.append(name)
+        if not any(_is_set(self.env, name) for name in _SEAL_PAIR):
+            if not all(state.get(name.lower()) for name in _SEAL_PAIR):
+                pair = signing.generate()
+                state.set(auditq_seal_key=pair.private, auditq_seal_public_key=pair.public)
+            env.update({name: state.get(name.lower()) for name in _SEAL_PAIR})
+            generated += _SEAL_PAIR
         for name, value in _DEV_DEFAULTS.items():
             if not _is_set(self.env, name):
                 env[name] = value

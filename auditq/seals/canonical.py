@@ -15,7 +15,12 @@ PostgreSQL's jsonb prints it (``jsonb_build_array(...)::text``):
   ``\\u001f``, ...) and nothing else (UTF-8, no ``\\u`` for non-ASCII);
 - ``metadata`` is jsonb's own text of the stored object (keys ordered by length then
   bytes, ``", "`` and ``": "`` separators, numbers as stored), read as ``metadata::text``
-  by both stores, so no float is ever re-spelled.
+  by both stores, so no float is ever re-spelled;
+- ``pii`` (the ciphertext of a row's personal fields, auditq/pii) is appended as an 18th
+  element, its jsonb text read as ``pii::text``, only when it is not null: a row without
+  it has the same 17-element form as before the column existed, so older seals verify.
+  Seals thus cover the stored ciphertext, never the clear values: destroying a subject's
+  data key (erasure) changes no hashed byte.
 
 row hash  = SHA-256(b"auditq/row/v1\\0" + canonical text as UTF-8)
 leaf      = id (16 raw bytes) + row hash (32 bytes)
@@ -52,6 +57,7 @@ SEALED_COLUMNS = (
     "ingest_path",
     "metadata",
     "txid",
+    "pii",  # appended only when not null (see above)
 )
 LEAF_SIZE = 48
 GENESIS = bytes(32)  # the prev_hash of seal 1
@@ -81,11 +87,12 @@ _string = encode_basestring
 
 _TEXT = SEALED_COLUMNS[3:15]  # action .. ingest_path: text (or null) as read
 assert SEALED_COLUMNS[:3] == ("id", "occurred_at", "received_at")
-assert SEALED_COLUMNS[15:] == ("metadata", "txid")
+assert SEALED_COLUMNS[15:] == ("metadata", "txid", "pii")
 
 
 def canonical_row(row: Mapping[str, Any]) -> bytes:
-    """``row``: SEALED_COLUMNS as a store reads them, ``metadata`` as its jsonb text."""
+    """``row``: SEALED_COLUMNS as a store reads them, ``metadata`` and ``pii`` as their
+    jsonb text."""
     metadata = row["metadata"]
     if not isinstance(metadata, str):
         raise TypeError("metadata must be read as text (metadata::text)")
@@ -98,6 +105,11 @@ def canonical_row(row: Mapping[str, Any]) -> bytes:
         metadata,
         _string(str(int(row["txid"]))),
     ]
+    pii = row.get("pii")
+    if pii is not None:
+        if not isinstance(pii, str):
+            raise TypeError("pii must be read as text (pii::text)")
+        parts.append(pii)
     return ("[" + ", ".join(parts) + "]").encode()
 
 

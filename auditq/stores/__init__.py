@@ -99,6 +99,31 @@ class Store(Protocol):
 
     def archive_records(self) -> list[dict[str, Any]]:
         """``public.audit_archives`` in order: each ``archive_no`` and its ``seals`` state."""
+
+    # --- personal data keys (auditq/pii) ---------------------------------------------------
+
+    def pii_keys(
+        self, *, subjects: Sequence[str] = (), key_ids: Sequence[str] = ()
+    ) -> list[dict[str, str]]:
+        """Rows of ``audit_pii_keys`` (``subject``, ``key_id`` as text, ``wrapped``) whose
+        subject is in ``subjects`` or whose key id is in ``key_ids``."""
+        ...
+
+    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> None:
+        """Insert data keys, skipping a subject that has one already (another writer's
+        stays: callers read the keys back after adding)."""
+        ...
+
+    def delete_pii_key(self, subject: str) -> bool:
+        """Destroy a subject's data key (erasure); False when it had none."""
+        ...
+
+    def pii_key_page(self, after: str | None, limit: int) -> list[dict[str, str]]:
+        """Data key rows in subject order, strictly after ``after``, at most ``limit``."""
+        ...
+
+    def rewrap_pii_key(self, key_id: str, wrapped: str) -> None:
+        """Replace a data key's wrapping (a rotation of AUDITQ_PII_KEY); the key stays."""
         ...
 
 
@@ -122,6 +147,7 @@ QUERY_COLUMNS = (
     "request_id",
     "ingest_path",
     "metadata",
+    "pii",  # ciphertext of the personal fields (auditq/pii); readers replace it (reveal)
 )
 MAX_QUERY_LIMIT = 1000
 

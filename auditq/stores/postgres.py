@@ -43,6 +43,7 @@ _SEALED = ", ".join(
         "ip": "abbrev(ip) as ip",
         "metadata": "metadata::text as metadata",
         "txid": "txid::text as txid",
+        "pii": "pii::text as pii",
     }.get(c, c)
     for c in SEALED_COLUMNS
 )
@@ -52,6 +53,7 @@ _STAGING = "auditq_incoming"
 # audit_logs' unique key (monthly partitions on occurred_at: supabase/migrations/*_partitions.sql).
 _CONFLICT_KEY = "(id, occurred_at)"
 _METADATA = list(AuditEvent.model_fields).index("metadata")
+_PII = list(AuditEvent.model_fields).index("pii")
 # How COPY sends each column (ROW_COLUMNS order): a text field as Postgres would read it.
 _COPY_TYPES = [
     {"id": "uuid", "occurred_at": "timestamptz"}.get(name, "text") for name in ROW_COLUMNS
@@ -272,6 +274,61 @@ class PostgresStore:
             rows = cur.execute(query, params).fetchall()
         return [seal_record(row) for row in rows]
 
+    # --- personal data keys (auditq/pii) ---------------------------------------------------
+
+    def pii_keys(
+        self, *, subjects: Sequence[str] = (), key_ids: Sequence[str] = ()
+    ) -> list[dict[str, str]]:
+        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "select subject, key_id::text as key_id, wrapped from public.audit_pii_keys"
+                " where subject = any(%s) or key_id = any(%s::uuid[])",
+                [list(subjects), list(key_ids)],
+            ).fetchall()
+
+    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> None:
+        # One statement for the batch (unnest of three arrays), not a round of its own
+        # per key: a backlog with many new subjects creates thousands at once.
+        columns = [[row[c] for row in rows] for c in ("subject", "key_id", "wrapped")]
+        try:
+            with self._db.use() as conn, conn.transaction():
+                conn.execute(
+                    "insert into public.audit_pii_keys (subject, key_id, wrapped)"
+                    " select * from unnest(%s::text[], %s::uuid[], %s::text[])"
+                    " on conflict (subject) do nothing",
+                    columns,
+                )
+        except psycopg.Error as error:
+            raise classify(error) from error
+
+    def delete_pii_key(self, subject: str) -> bool:
+        try:
+            with self._db.use() as conn, conn.transaction():
+                cur = conn.execute(
+                    "delete from public.audit_pii_keys where subject = %s", [subject]
+                )
+                return cur.rowcount > 0
+        except psycopg.Error as error:
+            raise classify(error) from error
+
+    def pii_key_page(self, after: str | None, limit: int) -> list[dict[str, str]]:
+        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "select subject, key_id::text as key_id, wrapped from public.audit_pii_keys"
+                " where %s::text is null or subject > %s order by subject limit %s",
+                [after, after, limit],
+            ).fetchall()
+
+    def rewrap_pii_key(self, key_id: str, wrapped: str) -> None:
+        try:
+            with self._db.use() as conn, conn.transaction():
+                conn.execute(
+                    "update public.audit_pii_keys set wrapped = %s where key_id = %s",
+                    [wrapped, key_id],
+                )
+        except psycopg.Error as error:
+            raise classify(error) from error
+
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection]:
         try:
@@ -298,9 +355,11 @@ def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> N
         for event in events:
             # Straight from the event's own values, in ROW_COLUMNS order (a validated
             # event's __dict__ holds exactly its fields); metadata goes as orjson's text,
-            # which the server parses into jsonb as it parses every COPY field.
+            # which the server parses into jsonb as it parses every COPY field (pii too).
             values = list(event.__dict__.values())
             values[_METADATA] = dumps(values[_METADATA]).decode()
+            if values[_PII] is not None:
+                values[_PII] = dumps(values[_PII]).decode()
             values.append(ingest_path)
             copy.write_row(values)
 

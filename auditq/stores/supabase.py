@@ -37,6 +37,9 @@ from auditq.stores.seals import SEAL_COLUMNS, from_bytea, seal_record, to_bytea
 
 TABLE = "audit_logs"
 SEALS = "audit_seals"
+PII_KEYS = "audit_pii_keys"
+# The jsonb columns as their text, as the canonical form hashes them.
+_SEALED = ",".join(f"{c}::text" if c in ("metadata", "pii") else c for c in SEALED_COLUMNS)
 _DATA_CODE = re.compile(r"^(22|23)[0-9A-Z]{3}$|^400$")
 
 
@@ -147,7 +150,7 @@ class SupabaseStore:
         The bounds are ints and a UUID this code formats, so the logic tree is safe text."""
         query = (
             self.client.table(TABLE)
-            .select(",".join("metadata::text" if c == "metadata" else c for c in SEALED_COLUMNS))
+            .select(_SEALED)
             .gte("txid", str(from_txid))
             .lt("txid", str(to_txid))
         )
@@ -219,6 +222,54 @@ class SupabaseStore:
     def archive_records(self) -> list[dict[str, Any]]:
         query = self.client.table("audit_archives").select("archive_no,seals").order("archive_no")
         return list(_run(query).data)
+
+    # --- personal data keys (auditq/pii) ---------------------------------------------------
+
+    def pii_keys(
+        self, *, subjects: Sequence[str] = (), key_ids: Sequence[str] = ()
+    ) -> list[dict[str, str]]:
+        """``in.(...)`` lists: postgrest-py double-quotes each value holding a reserved
+        character, so a subject cannot change the filter; asked in slices of 100 so the URL
+        stays short."""
+        rows: list[dict[str, str]] = []
+        for column, values in (("subject", list(subjects)), ("key_id", list(key_ids))):
+            for start in range(0, len(values), 100):
+                query = (
+                    self.client.table(PII_KEYS)
+                    .select("subject,key_id,wrapped")
+                    .in_(column, values[start : start + 100])
+                )
+                rows += _run(query).data
+        return rows
+
+    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> None:
+        if rows:
+            _run(
+                self.client.table(PII_KEYS).upsert(
+                    list(rows),
+                    on_conflict="subject",
+                    ignore_duplicates=True,
+                    returning=ReturnMethod.minimal,
+                )
+            )
+
+    def delete_pii_key(self, subject: str) -> bool:
+        query = self.client.table(PII_KEYS).delete(count=CountMethod.exact).eq("subject", subject)
+        return bool(_run(query).count)
+
+    def pii_key_page(self, after: str | None, limit: int) -> list[dict[str, str]]:
+        query = self.client.table(PII_KEYS).select("subject,key_id,wrapped")
+        if after is not None:
+            query = query.gt("subject", after)
+        return _run(query.order("subject").limit(limit)).data
+
+    def rewrap_pii_key(self, key_id: str, wrapped: str) -> None:
+        update = {"wrapped": wrapped}
+        _run(
+            self.client.table(PII_KEYS)
+            .update(update, returning=ReturnMethod.minimal)
+            .eq("key_id", key_id)
+        )
 
 
 def _seal_value(value: Any) -> Any:

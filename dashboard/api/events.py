@@ -1,4 +1,13 @@
-"""POST /api/v1/events: HTTP ingest for producers that cannot reach Redis.
+"""/api/v1/events: HTTP ingest (POST) for producers that cannot reach Redis, and the JSON
+read API (GET) over what is stored.
+
+GET: bearer API_TOKEN, or a logged-in session. The explorer's filters as query parameters
+(since, until, action, actor_type, actor_id, target_type, target_id, tenant_id, category,
+outcome), ``limit`` (1 to 1,000, default 100) and ``cursor`` (the ``next`` of the previous
+page; keyset, newest first). 200 ``{"events": [...], "next": cursor or null}``; 400
+``{"error", "fields": {name: message}}``; 503 when the store does not answer. Personal
+fields come decrypted (auditq/pii): ``[hidden]`` to a viewer's session unless
+AUDITQ_PII_VIEWER_CLEAR, ``[erased]`` once their subject was erased.
 
 Bearer INGEST_TOKEN. The body is one event object or a list of them (at most MAX_EVENTS),
 validated exactly as ``AuditClient`` validates (it is the client that enqueues them).
@@ -15,18 +24,21 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from auditq.client import AuditUnavailable
 from auditq.events import EventError, build_event, encode
+from auditq.stores import MAX_QUERY_LIMIT, StoreError
+from dashboard import explorer as ex
 from dashboard.access import bearer
 from dashboard.resources import resources
 
 bp = Blueprint("api_events", __name__, url_prefix="/api/v1")
 
 MAX_EVENTS = 1000
+DEFAULT_LIMIT = 100
 MIN_BODY = 1_048_576
 
 
@@ -104,3 +116,28 @@ def _retry(response: tuple[Response, int], seconds: int = 5) -> tuple[Response, 
     resp, status = response
     resp.headers["Retry-After"] = str(seconds)
     return resp, status
+
+
+@bp.route("/events", methods=["GET"])
+@bearer("api_token", session_ok=True)
+def read() -> ResponseReturnValue:
+    parsed = ex.parse_filters(request.args)
+    errors = dict(parsed.errors)
+    limit = request.args.get("limit", str(DEFAULT_LIMIT))
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_QUERY_LIMIT:
+        errors["limit"] = f"must be a whole number from 1 to {MAX_QUERY_LIMIT}"
+    cursor_text = request.args.get("cursor")
+    cursor = ex.decode_cursor(cursor_text)
+    if cursor_text and cursor is None:
+        errors["cursor"] = "is not a cursor this API returned"
+    if errors:
+        return _error(400, "invalid query", fields=errors)
+    store = resources().store
+    if store is None:
+        return _error(503, "no store is configured")
+    reader = ex.Reader.for_role(resources().settings, g.role)
+    try:
+        rows, next_cursor = ex.page(store, reader, parsed.filters, cursor, int(limit))
+    except StoreError as error:
+        return _retry(_error(503, f"the store did not answer: {error}"))
+    return jsonify({"events": [ex.plain_row(row) for row in rows], "next": next_cursor})

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, abort, render_template, request, stream_with_context
+from flask import Blueprint, Response, abort, g, render_template, request, stream_with_context
 
-from auditq.stores import QUERY_COLUMNS, StoreError
+from auditq.stores import StoreError
 from dashboard import explorer as ex
 from dashboard.audit import record
 from dashboard.resources import resources
@@ -35,7 +35,7 @@ def index() -> str | tuple[str, int]:
         error = "No store is configured (SUPABASE_URL or DATABASE_URL)."
     else:
         try:
-            rows, next_cursor = ex.page(store, parsed.filters, before)
+            rows, next_cursor = ex.page(store, _reader(), parsed.filters, before)
         except StoreError as exc:
             error = f"The store did not answer: {exc}"
     filter_args = {k: v for k, v in parsed.values.items() if v}
@@ -43,7 +43,7 @@ def index() -> str | tuple[str, int]:
     return render_template(
         "explorer.html",
         rows=rows,
-        columns=QUERY_COLUMNS,
+        columns=ex.COLUMNS,
         values=parsed.values,
         errors=parsed.errors,
         error=error,
@@ -66,7 +66,7 @@ def export(fmt: str) -> Response:
     store = resources().store
     if store is None:
         abort(503, "No store is configured.")
-    rows = ex.iter_rows(store, parsed.filters)
+    rows = ex.iter_rows(store, _reader(), parsed.filters)
     try:
         first = next(rows, None)  # fail before the 200 is sent if the store is down
     except StoreError as exc:
@@ -91,3 +91,7 @@ def export(fmt: str) -> Response:
         mimetype=mimetype,
         headers={"Content-Disposition": f'attachment; filename="auditq-events-{stamp}.{fmt}"'},
     )
+
+
+def _reader() -> ex.Reader:
+    return ex.Reader.for_role(resources().settings, g.role)

@@ -346,12 +346,12 @@ def test_an_endpoint_cannot_declare_its_access_twice():
 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
-    [("GET", "/api/v1/events", "POST"), ("PUT", "/api/v1/stats", "GET")],
+    [("DELETE", "/api/v1/events", "POST"), ("PUT", "/api/v1/stats", "GET")],
 )
 def test_an_unsupported_method_on_the_api_is_a_json_405_not_the_login_page(
     client, method, path, allowed
 ):
-    # Issue 10: GET /api/v1/events redirected to the HTML login.
+    # Issue 10: GET /api/v1/events (POST only then) redirected to the HTML login.
     response = client.open(path, method=method)
     assert response.status_code == 405
     assert response.is_json and "error" in response.get_json()

@@ -34,11 +34,12 @@ def test_every_blueprint_module_is_registered(app):
     assert set(app.blueprints) == {
         "auth", "overview", "workers", "dead_letters", "explorer", "settings",
         "api_stats", "api_events", "alerts", "api_alerts", "metrics", "health",
-        "integrity", "api_integrity", "retention",
+        "integrity", "api_integrity", "retention", "privacy",
     }  # fmt: skip
     labels = [item.label for item in NAV]
     assert labels == [
         "Overview", "Workers", "Alerts", "Dead letters", "Integrity", "Retention", "Explorer",
+        "Privacy",
         "Settings",
     ]  # fmt: skip
     assert all(item.endpoint in app.view_functions for item in NAV)
@@ -54,7 +55,7 @@ def test_pages_carry_the_security_headers(admin, client):
 
 
 def test_no_page_has_inline_script_or_style(admin):
-    for path in ("/", "/workers", "/dead-letters/", "/explorer/", "/settings"):
+    for path in ("/", "/workers", "/dead-letters/", "/explorer/", "/privacy/", "/settings"):
         html = admin.get(path).get_data(as_text=True)
         assert "<script>" not in html and "<style" not in html and " style=" not in html
         assert " on" + "click=" not in html

@@ -23,9 +23,11 @@ import psutil
 import psycopg
 import redis
 
+from auditq.config import load_settings
 from auditq.devtools.dev import Dev
 from auditq.devtools.embedded import HOST, free_port
 from auditq.devtools.state import State, choose_port, port_is_free
+from auditq.seals import signing
 from tests.services import LocalSupabase
 
 REPO = Path(__file__).resolve().parents[3]
@@ -40,6 +42,10 @@ _SCRUBBED = {
     "INGEST_TOKEN",
     "API_TOKEN",
     "PORT",
+    "AUDITQ_PII_KEY",
+    "AUDITQ_SEAL_KEY",
+    "AUDITQ_SEAL_PUBLIC_KEY",
+    "AUDITQ_SEAL_GRACE",
 }
 
 
@@ -323,7 +329,15 @@ def test_children_get_private_webhooks_allowed_and_keep_their_generated_login(
     # A webhook to a receiver on this machine is normal in development.
     assert env["AUDITQ_ALERT_ALLOW_PRIVATE"] == "true"
     assert "AUDITQ_TRUSTED_PROXIES" not in env  # no proxy in front: headers not believed
-    assert sorted(generated) == ["DASHBOARD_PASSWORD", "SECRET_KEY"]
+    assert sorted(generated) == [
+        "AUDITQ_PII_KEY", "AUDITQ_SEAL_KEY", "AUDITQ_SEAL_PUBLIC_KEY", "DASHBOARD_PASSWORD",
+        "SECRET_KEY",
+    ]  # fmt: skip
+    assert env["AUDITQ_SEAL_GRACE"] == "5"
+    # The keys are valid and the seal pair matches (load_settings refuses a mismatch).
+    keys = {k: env[k] for k in ("AUDITQ_PII_KEY", "AUDITQ_SEAL_KEY", "AUDITQ_SEAL_PUBLIC_KEY")}
+    loaded = load_settings(**{k.lower(): v for k, v in keys.items()})
+    assert signing.checker(loaded) is not None and loaded.pii_key is not None
     assert env["PORT"] == "5123" and env["REDIS_URL"] == "redis://127.0.0.1:7/0"
     assert env["PYTHONPATH"] == str(REPO)
 
@@ -333,3 +347,10 @@ def test_children_get_private_webhooks_allowed_and_keep_their_generated_login(
     assert again["AUDITQ_ALERT_ALLOW_PRIVATE"] == "false"
     assert again["DASHBOARD_PASSWORD"] == env["DASHBOARD_PASSWORD"]
     assert again["SECRET_KEY"] == env["SECRET_KEY"]
+    for name in ("AUDITQ_PII_KEY", "AUDITQ_SEAL_KEY", "AUDITQ_SEAL_PUBLIC_KEY"):
+        assert again[name] == env[name]  # kept: stored data stays readable, seals chain on
+
+    # A seal key of one's own: dev generates neither half of the pair.
+    dev.env["AUDITQ_SEAL_PUBLIC_KEY"] = "set-by-the-user"
+    mine, generated = dev.children_env(State(tmp_path / "dev.json"), {}, 5123)
+    assert "AUDITQ_SEAL_KEY" not in mine and "AUDITQ_SEAL_KEY" not in generated

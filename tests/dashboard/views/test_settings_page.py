@@ -24,7 +24,8 @@ def test_every_setting_is_listed_by_its_environment_variable(admin):
 
 def test_no_secret_value_appears_and_each_says_set_or_not(make_app, redis_url):
     password_url = redis_url.replace("redis://", "redis://default:redispw@")
-    app = make_app(redis_url=password_url, metrics_token=None)
+    pii_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # base64 of 32 bytes
+    app = make_app(redis_url=password_url, metrics_token=None, pii_key=pii_key)
     c = app.test_client()
     login(c)
     html = c.get("/settings").get_data(as_text=True)
@@ -36,11 +37,14 @@ def test_no_secret_value_appears_and_each_says_set_or_not(make_app, redis_url):
         API_TOKEN,
         "redispw",
         "postgres@",  # the DATABASE_URL (a secret as a whole)
+        pii_key,
     ):
         assert secret not in html, secret
     assert "default:••••••@127.0.0.1" in html
-    assert html.count(">set</span>") == 6  # secret, 2 passwords, ingest, api, database url
-    assert html.count(">not set</span>") == 4  # metrics token, supabase key, jwt secret, seal key
+    # secret, 2 passwords, ingest, api, database url, pii key
+    assert html.count(">set</span>") == 7
+    # metrics token, supabase key, jwt secret, seal key, old pii key
+    assert html.count(">not set</span>") == 5
     assert METRICS_TOKEN not in html
 
 

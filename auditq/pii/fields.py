@@ -1,0 +1,84 @@
+"""Taking personal fields out of an event, and putting them back into a row read.
+
+A field is ``ip``, ``user_agent`` or ``metadata.<key>``, where dots in ``<key>`` walk into
+nested objects (``metadata.customer.email``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from auditq.events import AuditEvent
+
+_MISSING = object()
+
+
+def _path(name: str) -> list[str]:
+    return name.split(".")[1:]
+
+
+class Fields:
+    """The configured personal fields, parsed once (the drain calls ``take`` per event)."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        names = list(names)
+        self.columns = [n for n in names if n in ("ip", "user_agent")]
+        self.paths = [(n, _path(n)) for n in names if n not in ("ip", "user_agent")]
+
+    def take(self, event: AuditEvent) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the event's personal values by field name, the updates that remove them).
+
+        Metadata is copied only along the paths that change, so an event without personal
+        metadata costs no copy; an event taken already has nothing left to take."""
+        found: dict[str, Any] = {}
+        updates: dict[str, Any] = {}
+        for name in self.columns:
+            value = getattr(event, name)
+            if value is not None:
+                found[name] = value
+                updates[name] = None
+        metadata = event.metadata
+        for name, path in self.paths:
+            if path[0] in metadata:
+                value = _get(metadata, path)
+                if value is not _MISSING:
+                    found[name] = value
+                    metadata = _without(metadata, path)
+        if metadata is not event.metadata:
+            updates["metadata"] = metadata
+        return found, updates
+
+
+def put(row: dict[str, Any], values: dict[str, Any]) -> None:
+    """Set each field's value in a row as a store reads it (metadata a dict), in place."""
+    for name, value in values.items():
+        if name in ("ip", "user_agent"):
+            row[name] = value
+            continue
+        node = row["metadata"] = dict(row.get("metadata") or {})
+        *parents, leaf = _path(name)
+        for key in parents:
+            child = node.get(key)
+            node[key] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[leaf] = value
+
+
+def _get(metadata: dict[str, Any], path: list[str]) -> Any:
+    node: Any = metadata
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return _MISSING
+        node = node[key]
+    return node
+
+
+def _without(metadata: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    head, rest = path[0], path[1:]
+    copy = dict(metadata)
+    if rest:
+        copy[head] = _without(copy[head], rest)
+    else:
+        del copy[head]
+    return copy

@@ -1,0 +1,112 @@
+"""Encrypting personal fields just before a store insert: the one function every writer
+(the worker, the clients' direct writes) passes its events through.
+
+The drain is the hot path: a batch asks the store for the keys of the subjects it has not
+seen lately in one query (and creates the missing ones in one insert), and unwrapped data
+keys stay in a bounded LRU cache (AUDITQ_PII_CACHE_SIZE). A key cached here outlives its
+erasure in this process until evicted or restarted: rows written meanwhile are encrypted
+under the destroyed key, so they read as erased too (never in clear).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from auditq.config import Settings
+from auditq.events import AuditEvent, stored_copy
+from auditq.pii import FORMAT, crypto, fields, subject_of
+from auditq.stores import Store, StoreUnavailable
+
+Sealer = Callable[[Sequence[AuditEvent]], Sequence[AuditEvent]]
+
+
+def _as_is(events: Sequence[AuditEvent]) -> Sequence[AuditEvent]:
+    return events
+
+
+def sealer(settings: Settings, store: Store) -> Sealer:
+    """What a writer passes its events through before ``store.insert_events``."""
+    if settings.pii_key is None or not settings.pii_field_list:
+        return _as_is
+    keys = crypto.masters(settings)
+    return Encryptor(store, keys, settings.pii_field_list, settings.pii_cache_size).seal
+
+
+class Encryptor:
+    def __init__(
+        self, store: Store, masters: list[AESGCM], names: Sequence[str], cache_size: int
+    ) -> None:
+        self.store = store
+        self.masters = masters  # the first wraps new keys
+        self.fields = fields.Fields(names)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[str, AESGCM]] = OrderedDict()
+        self._lock = threading.Lock()  # the drain, reclaim and client threads share it
+
+    def seal(self, events: Sequence[AuditEvent]) -> list[AuditEvent]:
+        """The events with their personal fields replaced by ``pii`` ciphertext.
+
+        Raises StoreUnavailable when the keys cannot be read or created (a writer retries
+        it like a failed insert; nothing is stored in clear meanwhile)."""
+        # An event sealed already (the worker seals ahead, then again at insert) is skipped.
+        taken = [(e, self.fields.take(e)) for e in events if e.pii is None]
+        todo = [(event, found, updates) for event, (found, updates) in taken if found]
+        if not todo:
+            return list(events)
+        keys = self._keys({subject_of(event.actor_id) for event, _, _ in todo})
+        nonces = crypto.nonces(len(todo))
+        changed = {}
+        for event, found, updates in todo:
+            key_id, data_key = keys[subject_of(event.actor_id)]
+            plain = orjson.dumps(found)
+            ciphertext = crypto.encrypt(data_key, event.id, plain, next(nonces))
+            pii = {"v": FORMAT, "k": key_id, "f": list(found), "c": ciphertext}
+            changed[id(event)] = stored_copy(event, {**updates, "pii": pii})
+        return [changed.get(id(event), event) for event in events]
+
+    def _keys(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:
+        with self._lock:
+            keys = {s: self._cache[s] for s in subjects if s in self._cache}
+            for subject in keys:
+                self._cache.move_to_end(subject)
+        missing = subjects - keys.keys()
+        if missing:
+            found = self._read(missing)
+            if new := missing - found.keys():
+                self.store.add_pii_keys([self._new_key(subject) for subject in sorted(new)])
+                # Read back: a writer racing on the same subject may have won the insert.
+                found |= self._read(new)
+            if lost := missing - found.keys():
+                # Only if a key was erased between the insert and the read back.
+                raise StoreUnavailable(f"pii: no data key for {len(lost)} subject(s) yet")
+            keys |= found
+            with self._lock:
+                self._cache.update(found)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return keys
+
+    def _read(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:
+        out = {}
+        for row in self.store.pii_keys(subjects=sorted(subjects)):
+            try:
+                key = crypto.unwrap(self.masters, row["key_id"], row["wrapped"])
+            except crypto.Undecryptable:
+                # A wrong AUDITQ_PII_KEY: hold the rows back (retried) rather than store
+                # them under a key nobody could unwrap, or in clear.
+                raise StoreUnavailable(
+                    "pii: a data key does not unwrap with AUDITQ_PII_KEY (wrong key?)"
+                ) from None
+            out[row["subject"]] = (row["key_id"], key)
+        return out
+
+    def _new_key(self, subject: str) -> dict[str, str]:
+        key_id = str(uuid.uuid4())
+        return {"subject": subject, "key_id": key_id,
+                "wrapped": crypto.wrap(self.masters[0], key_id, crypto.new_data_key())}  # fmt: skip

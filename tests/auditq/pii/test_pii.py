@@ -1,0 +1,199 @@
+"""Personal fields encrypted per subject, read back, and erased (issue 15, items 2 and 4),
+against both stores: no clear value in any table, the seals still verify after erasure."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import psycopg
+import pytest
+
+from auditq.config import ConfigError, Settings, load_settings
+from auditq.events import EventError, build_event, stored_copy
+from auditq.pii import ENCRYPTED, ERASED, HIDDEN
+from auditq.pii.erase import erase_subject
+from auditq.pii.reader import reveal
+from auditq.pii.rotate import rewrap_all
+from auditq.pii.writer import sealer
+from auditq.seals import signing
+from auditq.seals.sealer import seal_pass
+from auditq.seals.verify import verify
+from auditq.stores import EventFilters, StoreUnavailable
+from tests.auditq.seals.helpers import superuser
+from tests.worker.test_redaction import dump_database
+
+KEY = base64.b64encode(os.urandom(32)).decode()
+SETTINGS = Settings(pii_key=KEY)
+CLEAR = {
+    "alice": ("198.51.100.23", "AliceBrowser/1.0", "alice@example.test", "+33 6 12 34 56 78"),
+    "bob": ("2001:db8::b0b", "BobBrowser/2.0", "bob@example.test", "+1 555 0100"),
+}
+
+
+def personal_events():
+    return [
+        build_event(
+            {
+                "action": "user.login",
+                "actor_id": actor,
+                "ip": ip,
+                "user_agent": agent,
+                "metadata": {"email": email, "phone": phone, "plan": "pro", "n": i},
+            }
+        )
+        for actor, (ip, agent, email, phone) in CLEAR.items()
+        for i in range(3)
+    ]
+
+
+def audit_rows(dsn: str) -> list[tuple[str]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("select t::text from audit_logs t order by txid, id").fetchall()
+
+
+def read(store, settings=SETTINGS, show="clear"):
+    rows = store.query_events(EventFilters())
+    reveal(rows, store, settings, show)
+    return {(row["actor_id"], row["metadata"]["n"]): row for row in rows}
+
+
+def test_stored_as_ciphertext_read_back_and_erased_with_seals_intact(store, clean_db):
+    key_pair = signing.generate()
+    events = personal_events()
+    assert store.insert_events(sealer(SETTINGS, store)(events)) == 6
+
+    dump = dump_database(clean_db)
+    for values in CLEAR.values():
+        for value in values:
+            assert value not in dump
+    assert "pro" in dump  # everything else stays in clear and searchable
+
+    rows = read(store)
+    for actor, (ip, agent, email, phone) in CLEAR.items():
+        row = rows[(actor, 1)]
+        assert (row["ip"], row["user_agent"]) == (ip, agent)
+        assert row["metadata"] == {"email": email, "phone": phone, "plan": "pro", "n": 1}
+        assert "pii" not in row
+
+    seal = seal_pass(store, signing.signer(Settings(seal_key=key_pair.private)), 0)
+    assert seal.rows == 6
+    assert erase_subject(store, "alice") is True
+    assert erase_subject(store, "alice") is False  # repeating it: harmless
+    assert erase_subject(store, "nobody") is False  # an unknown subject: says so
+
+    rows = read(store)
+    assert len(rows) == 6  # the rows stay
+    erased = rows[("alice", 2)]
+    assert (erased["ip"], erased["user_agent"]) == (ERASED, ERASED)
+    assert erased["metadata"] == {"email": ERASED, "phone": ERASED, "plan": "pro", "n": 2}
+    assert erased["action"] == "user.login"
+    assert rows[("bob", 2)]["metadata"]["email"] == "bob@example.test"  # others intact
+
+    report = verify(store, signing.checker(Settings(seal_public_key=key_pair.public)))
+    assert report.ok and report.rows == 6, report.findings
+
+
+def test_viewers_see_hidden_and_a_process_without_the_key_sees_encrypted(store):
+    store.insert_events(sealer(SETTINGS, store)(personal_events()[:1]))
+    (hidden,) = read(store, show="hidden").values()
+    assert (hidden["ip"], hidden["metadata"]["email"]) == (HIDDEN, HIDDEN)
+    (sealed,) = read(store, settings=Settings()).values()
+    assert (sealed["user_agent"], sealed["metadata"]["phone"]) == (ENCRYPTED, ENCRYPTED)
+
+
+def test_a_wrong_master_key_holds_the_rows_back(store):
+    store.insert_events(sealer(SETTINGS, store)(personal_events()[:1]))
+    other = Settings(pii_key=base64.b64encode(os.urandom(32)).decode())
+    with pytest.raises(StoreUnavailable, match="AUDITQ_PII_KEY"):
+        sealer(other, store)(personal_events()[:1])
+    (row,) = read(store, settings=other).values()  # and a reader with it reads nothing
+    assert row["ip"] == ERASED
+
+
+def test_events_without_personal_fields_pass_unchanged(store, clean_db):
+    event = build_event({"action": "cron.run", "metadata": {"k": 1}})
+    assert sealer(SETTINGS, store)([event]) == [event]
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("select count(*) from audit_pii_keys").fetchone() == (0,)
+
+
+def test_nested_metadata_fields_and_a_ciphertext_moved_to_another_row(store):
+    settings = Settings(pii_key=KEY, pii_fields="metadata.customer.email")
+    events = [
+        build_event(
+            {"action": "a", "actor_id": "carol", "metadata": {"customer": {"email": e, "id": 7}}}
+        )
+        for e in ("c1@example.test", "c2@example.test")
+    ]
+    first, second = sealer(settings, store)(events)
+    assert first.metadata == {"customer": {"id": 7}} and first.pii["f"] == [
+        "metadata.customer.email"
+    ]
+    swapped = [first.model_copy(update={"pii": second.pii}), second]
+    store.insert_events(swapped)
+    rows = {row["id"]: row for row in store.query_events(EventFilters())}
+    reveal(list(rows.values()), store, settings, "clear")
+    assert rows[str(second.id)]["metadata"]["customer"] == {"id": 7, "email": "c2@example.test"}
+    assert rows[str(first.id)]["metadata"]["customer"]["email"] == ERASED
+
+
+def test_producers_cannot_set_the_ciphertext():
+    with pytest.raises(EventError) as error:
+        build_event({"action": "a", "pii": {"k": "x"}})
+    assert error.value.field == "pii"
+    assert "pii" not in build_event({"action": "a"}).to_json()
+
+
+@pytest.mark.parametrize("value", ["abc", base64.b64encode(b"short").decode()])
+def test_a_malformed_key_names_the_variable_not_the_value(value):
+    with pytest.raises(ConfigError, match="AUDITQ_PII_KEY") as error:
+        load_settings(pii_key=value)
+    assert value not in str(error.value)
+
+
+def test_unknown_fields_are_refused():
+    with pytest.raises(ConfigError, match="AUDITQ_PII_FIELDS"):
+        load_settings(pii_fields="ip,email")
+
+
+def test_rotation_rewraps_every_data_key_and_nothing_else_changes(store, clean_db):
+    store.insert_events(sealer(SETTINGS, store)(personal_events()))
+    before = audit_rows(clean_db)
+    new = base64.b64encode(os.urandom(32)).decode()
+    rotating = Settings(pii_key=new, pii_old_key=KEY)
+    assert read(store, rotating)[("bob", 0)]["metadata"]["email"] == "bob@example.test"
+    # A writer meanwhile uses the old wrapping of an existing subject, new keys get the new one.
+    sealer(rotating, store)([build_event({"action": "a", "actor_id": "dave", "ip": "192.0.2.1"})])
+
+    counts = rewrap_all(store, rotating)
+    assert (counts.rewrapped, counts.current, counts.unreadable) == (2, 1, 0)
+    assert rewrap_all(store, rotating).current == 3  # repeating it: nothing to do
+    rows = read(store, Settings(pii_key=new))  # the old key is no longer needed
+    assert rows[("alice", 0)]["user_agent"] == "AliceBrowser/1.0"
+    assert audit_rows(clean_db)[: len(before)] == before  # the audit rows did not change
+
+
+def test_seals_cover_the_ciphertext(store, clean_db):
+    key_pair = signing.generate()
+    events = sealer(SETTINGS, store)(personal_events()[:2])
+    store.insert_events(events)
+    seal_pass(store, signing.signer(Settings(seal_key=key_pair.private)), 0)
+    with superuser(clean_db) as conn:
+        conn.execute(
+            "update audit_logs set pii = jsonb_set(pii, '{f}', '[\"ip\"]') where id = %s",
+            [events[1].id],
+        )
+    report = verify(store, signing.checker(Settings(seal_public_key=key_pair.public)))
+    assert not report.ok
+    (finding,) = report.findings
+    assert str(finding).startswith(f"modified: seal 1 row {events[1].id}")
+
+
+def test_the_stored_copy_is_what_model_copy_makes():
+    event = build_event({"action": "a", "ip": "192.0.2.1", "metadata": {"email": "x@y.z"}})
+    changes = {"ip": None, "metadata": {}, "pii": {"v": 1}}
+    copy = stored_copy(event, changes)
+    assert copy == event.model_copy(update=changes)
+    assert list(copy.__dict__) == list(event.__dict__)  # the stores' column order
+    assert event.ip == "192.0.2.1" and copy.model_fields_set == event.model_fields_set
