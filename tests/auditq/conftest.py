@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from auditq.config import Settings
 from auditq.devtools.embedded import RedisServer, free_port
+from auditq.seals import signing
 from auditq.stores.postgres import PostgresStore
 from auditq.stores.supabase import SupabaseStore
 from tests.supabase_auth import JWT_SECRET, JwksServer
@@ -72,3 +74,21 @@ def store(request, pg_dsn, postgrest, clean_db):
         opened = SupabaseStore(postgrest.url, postgrest.service_key, timeout=5)
     yield opened
     opened.close()
+
+
+# --- seal keys (tests/auditq/seals, retention, pii) ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def key_pair() -> signing.KeyPair:
+    return signing.generate()
+
+
+@pytest.fixture
+def signer(key_pair) -> signing.Signer:
+    return signing.signer(Settings(seal_key=key_pair.private))
+
+
+@pytest.fixture
+def checker(key_pair) -> signing.Checker:
+    return signing.checker(Settings(seal_public_key=key_pair.public))

@@ -14,6 +14,7 @@ from pathlib import Path
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from auditq.devtools.embedded import HOST
@@ -117,3 +118,12 @@ def screenshot(tab, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     tab.screenshot(path=str(path), full_page=True)
     return path
+
+
+def log_in(tab, base: str) -> None:
+    tab.goto(base + "/")
+    expect(tab).to_have_url(base + "/login?next=/")
+    tab.fill("#password", ADMIN_PASSWORD)
+    tab.click("button[type=submit]")
+    expect(tab).to_have_url(base + "/")
+    expect(tab.locator("h1")).to_have_text("Overview")

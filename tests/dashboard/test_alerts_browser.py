@@ -8,8 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.auditq.alerts.helpers import Receiver
-from tests.dashboard.helpers import LiveServer, screenshot
-from tests.dashboard.test_browser import log_in
+from tests.dashboard.helpers import LiveServer, log_in, screenshot
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -14,18 +14,9 @@ from playwright.sync_api import expect
 from auditq.client import AuditClient
 from auditq.events import build_event
 from auditq.stores.postgres import PostgresStore
-from tests.dashboard.helpers import ADMIN_PASSWORD, add_dead_letter, screenshot
+from tests.dashboard.helpers import add_dead_letter, log_in, screenshot
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def log_in(tab, base: str) -> None:
-    tab.goto(base + "/")
-    expect(tab).to_have_url(base + "/login?next=/")
-    tab.fill("#password", ADMIN_PASSWORD)
-    tab.click("button[type=submit]")
-    expect(tab).to_have_url(base + "/")
-    expect(tab.locator("h1")).to_have_text("Overview")
 
 
 def test_the_overview_updates_live_without_a_reload(page, live_server, app, redis_client):

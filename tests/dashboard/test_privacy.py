@@ -17,9 +17,9 @@ from auditq.config import load_settings
 from auditq.pii import ERASED, HIDDEN
 from auditq.seals import signing
 from tests.dashboard.helpers import API_TOKEN, VIEWER_PASSWORD, csrf_token, login
+from tests.dumps import dump_database
 from tests.polling import wait_for
 from tests.worker.helpers import PREFIX, Workers, drained
-from tests.worker.test_redaction import dump_database
 
 KEY = base64.b64encode(os.urandom(32)).decode()
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}

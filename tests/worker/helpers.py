@@ -22,10 +22,13 @@ from auditq.config import env_name
 from auditq.events import derived_id
 from auditq.heartbeat import list_workers
 from auditq.keys import GROUP, Keys
-from auditq.queue import Queue
+from auditq.queue import Queue, connect
 from auditq.stats import Stats
 from tests.polling import wait_for
 from tests.services import LocalSupabase
+from worker.batching import AdaptiveBatch
+from worker.heartbeat import WorkerStatus
+from worker.insert import BatchInserter
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "audit"
@@ -224,3 +227,22 @@ class TableLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+# --- an in-process inserter ----------------------------------------------------------
+
+CONSUMER_PID = 4242
+
+
+def make_inserter(redis_url, store, *, start=500, minimum=10) -> BatchInserter:
+    client = connect(redis_url)
+    queue = Queue(client, KEYS, max_len=1_000_000)
+    queue.ensure_group()
+    sizer = AdaptiveBatch(
+        start=start, minimum=minimum, maximum=5000, max_bytes=4_000_000, target_ms=500
+    )
+    status = WorkerStatus(stopping=threading.Event(), batch_size=sizer.size, pid=CONSUMER_PID)
+    return BatchInserter(
+        queue, Stats(client, KEYS), store, sizer, status,
+        max_event_bytes=1024, retry_base=0.1, retry_max=0.5,
+    )  # fmt: skip

@@ -10,8 +10,6 @@ import pytest
 
 from auditq import events
 from auditq.keys import GROUP
-from auditq.queue import Queue, connect
-from auditq.stats import Stats
 from auditq.stores.postgres import PostgresStore
 from auditq.stores.supabase import SupabaseStore
 from tests.polling import wait_for
@@ -23,30 +21,13 @@ from tests.worker.helpers import (
     enqueue,
     expected_ids,
     make_events,
+    make_inserter,
     pending,
     row_count,
     totals,
 )
 from worker import insert
-from worker.batching import AdaptiveBatch
-from worker.heartbeat import WorkerStatus
 from worker.insert import BatchInserter
-
-CONSUMER_PID = 4242
-
-
-def make_inserter(redis_url, store, *, start=500, minimum=10) -> BatchInserter:
-    client = connect(redis_url)
-    queue = Queue(client, KEYS, max_len=1_000_000)
-    queue.ensure_group()
-    sizer = AdaptiveBatch(
-        start=start, minimum=minimum, maximum=5000, max_bytes=4_000_000, target_ms=500
-    )
-    status = WorkerStatus(stopping=threading.Event(), batch_size=sizer.size, pid=CONSUMER_PID)
-    return BatchInserter(
-        queue, Stats(client, KEYS), store, sizer, status,
-        max_event_bytes=1024, retry_base=0.1, retry_max=0.5,
-    )  # fmt: skip
 
 
 def read_all(inserter: BatchInserter, count: int):

@@ -22,11 +22,11 @@ from tests.worker.helpers import (
     expected_ids,
     heartbeat_of,
     make_events,
+    make_inserter,
     pending,
     row_count,
     totals,
 )
-from tests.worker.test_insert import make_inserter
 from worker.app import EXIT_FORCED
 from worker.drain import Drain
 

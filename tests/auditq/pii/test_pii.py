@@ -20,10 +20,10 @@ from auditq.seals import signing
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify
 from auditq.stores import EventFilters, StoreUnavailable
+from tests.auditq.pii.helpers import KEY
 from tests.auditq.seals.helpers import superuser
-from tests.worker.test_redaction import dump_database
+from tests.dumps import dump_database
 
-KEY = base64.b64encode(os.urandom(32)).decode()
 SETTINGS = Settings(pii_key=KEY)
 CLEAR = {
     "alice": ("198.51.100.23", "AliceBrowser/1.0", "alice@example.test", "+33 6 12 34 56 78"),

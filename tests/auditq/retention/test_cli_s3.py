@@ -18,7 +18,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from auditq.seals.sealer import seal_pass
-from tests.auditq.retention.test_partitions import month_events, partitions
+from tests.auditq.retention.helpers import month_events, partitions
 from tests.auditq.seals.helpers import events
 
 S3_ENV = {

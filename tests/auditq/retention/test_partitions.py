@@ -12,47 +12,20 @@ import httpx
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from auditq.config import Settings
-from auditq.events import build_event, decode_entry
+from auditq.events import decode_entry
 from auditq.migrate import MIGRATIONS_DIR, apply_migrations
 from auditq.retention.partitions import maintain
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify
 from auditq.stores import EventFilters
 from auditq.stores.postgres import PostgresStore, _select
+from tests.auditq.retention.helpers import at, month_events, partitions
 from tests.auditq.seals.helpers import events
 
 PARTITIONS = "20261129000400"
-
-
-def at(year: int, month: int, day: int = 15) -> datetime:
-    return datetime(year, month, day, 12, tzinfo=UTC)
-
-
-def month_events(months: list[tuple[int, int]], per_month: int = 3):
-    return [
-        build_event(
-            {"action": "doc.read", "actor_id": f"u{i}", "occurred_at": at(y, m).isoformat()}
-        )
-        for (y, m) in months
-        for i in range(per_month)
-    ]
-
-
-def partitions(dsn: str) -> dict[str, int]:
-    with psycopg.connect(dsn) as conn:
-        names = [
-            row[0]
-            for row in conn.execute(
-                "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
-                " where i.inhparent = 'public.audit_logs'::regclass order by 1"
-            )
-        ]
-        return {
-            name: conn.execute(f"select count(*) from public.{name}").fetchone()[0]
-            for name in names
-        }
 
 
 @pytest.fixture
@@ -73,12 +46,26 @@ def old_db(pg_server, pg_dsn, tmp_path):
         conn.execute(f'drop database "{name}" with (force)')
 
 
+def insert_as_before(dsn: str, batch) -> None:
+    """One transaction of rows into the table as it was before the later migrations (no pii
+    column yet, which today's stores write)."""
+    with psycopg.connect(dsn) as conn:
+        conn.cursor().executemany(
+            "insert into public.audit_logs (id, occurred_at, action, actor_id, target_id,"
+            " metadata, ingest_path) values (%s, %s, %s, %s, %s, %s, 'queue')",
+            [
+                (e.id, e.occurred_at, e.action, e.actor_id, e.target_id, Jsonb(e.metadata))
+                for e in batch
+            ],
+        )
+
+
 def test_conversion_keeps_every_row_and_the_seals_still_verify(old_db, signer, checker):
     store = PostgresStore(old_db, timeout=5)
     try:
         history = month_events([(2026, 1), (2026, 3), (2026, 3)]) + events(4)
-        store.insert_events(history[:5])
-        store.insert_events(history[5:])
+        insert_as_before(old_db, history[:5])
+        insert_as_before(old_db, history[5:])
         sealed = seal_pass(store, signer, grace=0)
         assert sealed.rows == len(history)
         with psycopg.connect(old_db) as conn:

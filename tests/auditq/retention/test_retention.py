@@ -18,7 +18,7 @@ from auditq.retention.retain import RetentionBusy, RetentionUnavailable, retenti
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify, verify_archive
 from auditq.stores.postgres import PostgresStore
-from tests.auditq.retention.test_partitions import month_events, partitions
+from tests.auditq.retention.helpers import month_events, partitions
 from tests.auditq.seals.helpers import events, superuser
 
 NOW = datetime(2025, 4, 10, tzinfo=UTC)  # with 30 days: January and February 2025 are due
