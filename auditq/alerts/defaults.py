@@ -68,6 +68,36 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
         "severity": "critical",
         "no_data": "keep",
     },
+    {
+        "seed_key": "verify_findings",
+        "name": "Seal verify found tampering",
+        "metric": "verify_findings",
+        "op": ">",
+        "threshold": 0,
+        "for_seconds": 0,
+        "severity": "critical",
+        "no_data": "keep",
+    },
+    {
+        "seed_key": "unsealed_age",
+        "name": "Rows unsealed for over 10 minutes",
+        "metric": "unsealed_age_seconds",
+        "op": ">",
+        "threshold": 600,
+        "for_seconds": 0,
+        "severity": "warning",
+        "no_data": "keep",
+    },
+    {
+        "seed_key": "reconcile_gap",
+        "name": "Events left the queue unaccounted",
+        "metric": "reconcile_gap",
+        "op": ">",
+        "threshold": 0,
+        "for_seconds": 0,
+        "severity": "critical",
+        "no_data": "keep",
+    },
 )
 # Seeded by releases before the marker listed its keys (its value was {"rules": 4}).
 _FIRST_RELEASE = ("queue_length", "no_live_worker", "failed_batches", "drops")

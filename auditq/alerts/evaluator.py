@@ -35,7 +35,7 @@ import redis
 
 from auditq.alerts import metrics as metrics_mod
 from auditq.alerts.defaults import seed_defaults
-from auditq.alerts.lease import Leadership, RedisLease, StoreLease, holder_token
+from auditq.alerts.lease import Leadership, StoreLease
 from auditq.alerts.memory import Config, Journal, LastKnown, StateBook
 from auditq.alerts.messages import outbox_row
 from auditq.alerts.outbox import Delivery, Outbox
@@ -44,8 +44,9 @@ from auditq.alerts.rules import RuleState, reset, silenced_rule_ids, step
 from auditq.alerts.tables import HISTORY, OUTBOX
 from auditq.config import Settings
 from auditq.keys import Keys
+from auditq.lease import RedisLease, holder_token
 from auditq.queue import connect
-from auditq.stores import StoreError
+from auditq.stores import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class Evaluator:
         self.journal = Journal(self.repo)
         self.outbox = Outbox(self.repo, self.http, self.journal, settings)
         self.seed = seed
+        self._store: Store | None = None  # opened on first use (see _sealed_store)
         self._pruned_at: float | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -142,6 +144,7 @@ class Evaluator:
 
     def _evaluate(self, config: Config, now: float) -> Report:
         values = metrics_mod.collect(self.redis, self.keys, self.settings.heartbeat_ttl, now)
+        values |= metrics_mod.store_metrics(self._sealed_store())
         report = Report(now, values, store_up=config.from_store)
         silenced = silenced_rule_ids(config.silences, now)
         self.states.refresh()
@@ -187,6 +190,15 @@ class Evaluator:
         self.journal.flush()
         self.states.save({rule.id for rule in rules})
         return report
+
+    def _sealed_store(self) -> Store | None:
+        """The audit store, when its rows are sealed (without a seal key nothing ever is, and
+        the age of the oldest unsealed row would only grow)."""
+        if self.settings.seal_key is None:
+            return None
+        if self._store is None:
+            self._store = open_store(self.settings, timeout=self.settings.store_timeout)
+        return self._store
 
     def _prune(self, now: float) -> None:
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
@@ -236,6 +248,8 @@ class Evaluator:
                 self.http.close()
             if self._own_repo:
                 self.repo.close()
+            if self._store is not None:
+                self._store.close()
             if self._own_redis:
                 self.redis.close()
         finally:

@@ -8,6 +8,10 @@ ZCOUNT and ZRANGE 0 0 on the workers sorted set, and HGETALL of two per-minute h
 (``auditq.stats.window_weights``); who is alive follows the heartbeat contract
 (``auditq.heartbeat``).
 
+The seals' metrics come from ``auditq.seals``: ``verify_findings`` and ``reconcile_gap`` from
+Redis (two more small round trips), ``unsealed_age_seconds`` from the store
+(``store_metrics``, which the evaluator calls with its store).
+
 A value of ``None`` means "no data" (a rule's ``no_data`` setting decides what that means):
 ``heartbeat_age_seconds`` without any registered worker, ``batch_latency_p95_ms`` without a
 batch in the window, and every metric but ``redis_up`` (then 0) when Redis cannot be read.
@@ -23,6 +27,7 @@ import redis
 from auditq.heartbeat import count_alive
 from auditq.keys import Keys
 from auditq.queue import age_of_first
+from auditq.seals import reconcile, status
 from auditq.stats import (
     LATENCY_BUCKETS_MS,
     dropped,
@@ -31,6 +36,7 @@ from auditq.stats import (
     parse_counters,
     window_weights,
 )
+from auditq.stores import Store, StoreError
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,25 @@ METRICS: dict[str, Metric] = {
             "1 when the evaluator could read Redis this run, 0 when it could not.",
         ),
         Metric(
+            "verify_findings",
+            "Seal verify findings",
+            "findings",
+            "Findings of the last seal verify run (no data: verify never ran or could not).",
+        ),
+        Metric(
+            "reconcile_gap",
+            "Events unaccounted for",
+            "events",
+            "Events that left the queue without being stored, duplicated or dead-lettered.",
+        ),
+        Metric(
+            "unsealed_age_seconds",
+            "Oldest unsealed row",
+            "s",
+            "Seconds the oldest row no seal covers has waited (no data: the store did not"
+            " answer, or AUDITQ_SEAL_KEY is unset so nothing seals).",
+        ),
+        Metric(
             "critical_deferred",
             "Critical events deferred",
             "events/min",
@@ -98,6 +123,10 @@ METRICS: dict[str, Metric] = {
         ),
     )
 }
+
+
+# Read from the store, not Redis: ``collect`` leaves them None, ``store_metrics`` fills them.
+STORE_METRICS = ("unsealed_age_seconds",)
 
 
 def collect(
@@ -126,7 +155,8 @@ def collect(
     p95 = latency_percentile(window, 0.95)
     if p95 is not None and p95 == float("inf"):
         p95 = LATENCY_BUCKETS_MS[-1] + 1  # "more than the top bucket", kept JSON-safe
-    return {
+    values = dict.fromkeys(STORE_METRICS) | _seal_metrics(client, keys)
+    return values | {
         "queue_length": float(length),
         "lag_seconds": round(lag, 3),
         "drops_per_minute": _round(dropped(window)),
@@ -138,6 +168,27 @@ def collect(
         "critical_deferred": _round(window.get("deferred", 0)),
         "redis_up": 1.0,
     }
+
+
+def _seal_metrics(client: redis.Redis, keys: Keys) -> dict[str, float | None]:
+    """The seals' health read from Redis (the store's part: ``store_metrics``)."""
+    try:
+        findings = status.verify_findings(client, keys)
+        gap = float(reconcile.gap(client, keys))
+    except redis.RedisError:
+        return {"verify_findings": None, "reconcile_gap": None}
+    return {"verify_findings": findings, "reconcile_gap": gap}
+
+
+def store_metrics(store: Store | None) -> dict[str, float | None]:
+    """The metrics read from the store; None (no data) when it has none or does not answer."""
+    if store is None:
+        return {"unsealed_age_seconds": None}
+    try:
+        age = status.unsealed_age_seconds(store)
+    except StoreError:
+        return {"unsealed_age_seconds": None}
+    return {"unsealed_age_seconds": round(age, 3)}
 
 
 def _round(value: float) -> float:
