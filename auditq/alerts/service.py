@@ -136,7 +136,10 @@ class AlertService:
                     "state": state.get("state", "normal") if rule["enabled"] else "disabled",
                     "since_at": state.get("since_at"),
                     "firing_at": state.get("firing_at"),
-                    "value": values.get(rule["metric"]),
+                    "value": values.get(rule["metric"])
+                    if rule["kind"] == "metric"
+                    else state.get("last_value"),
+                    "condition": Rule.from_row(rule).describe(),
                     "silenced": rule["id"] in silenced,
                 }
             )

@@ -9,6 +9,8 @@ data from the context processor at the bottom.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from typing import Any
@@ -93,6 +95,13 @@ def _rule_form_values(form) -> dict[str, Any]:
     values["clear_threshold"] = values["clear_threshold"] or None
     for name in ("for_seconds", "keep_firing_seconds", "repeat_seconds"):
         values[name] = values[name] or "0"
+    values["kind"] = values["kind"] or "metric"
+    for name in ("metric", "op", "threshold", "group_by", "window_seconds", "match"):
+        values[name] = values[name] or None
+    if values["match"]:
+        # A JSON object typed into the form; text that is not JSON is refused by the model.
+        with contextlib.suppress(ValueError):
+            values["match"] = json.loads(values["match"])
     values["channel_ids"] = form.getlist("channel_ids")
     values["send_resolved"] = _yes(form, "send_resolved")
     values["enabled"] = _yes(form, "enabled")
