@@ -154,13 +154,23 @@ class ContentRules:
     def count(self, rule: Rule, since: float) -> dict[str, int]:
         """Matching events per group value since ``since`` (stored after the rule's creation)."""
         group = rule.group_by and HASHED_GROUP_COLUMNS.get(rule.group_by, rule.group_by)
+        return self._counts(rule.match or {}, group, since, rule.created_at or 0.0)
+
+    def preview(self, match: Mapping[str, Any], now: float) -> int:
+        """How many stored events ``match`` selects in the hour before ``now`` (the form's
+        preview line)."""
+        return sum(self._counts(match, None, now - 3600, 0.0).values())
+
+    def _counts(
+        self, match: Mapping[str, Any], group: str | None, since: float, stored_since: float
+    ) -> dict[str, int]:
         counts = self.repo.call(
             "alert_event_counts",
             {
-                "p_match": rule.match,
+                "p_match": dict(match),
                 "p_group": group,
                 "p_since": _iso(since),
-                "p_stored_since": _iso(rule.created_at or 0.0),
+                "p_stored_since": _iso(stored_since),
             },
         )
         return {str(k): int(v) for k, v in (counts or {}).items()}

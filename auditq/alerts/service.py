@@ -18,6 +18,7 @@ import redis
 from auditq.alerts import channels as channel_kinds
 from auditq.alerts import metrics as metrics_mod
 from auditq.alerts.channels import CHANNEL_FIELDS, parse_channel, public_channel
+from auditq.alerts.content import ContentRules
 from auditq.alerts.messages import build_message, outbox_row
 from auditq.alerts.models import RULE_FIELDS, InvalidInput, parse_rule
 from auditq.alerts.notifiers import Link
@@ -144,6 +145,12 @@ class AlertService:
                 }
             )
         return out
+
+    def preview(self, match: Any, now: float | None = None) -> int:
+        """Events the match selects in the last hour; InvalidInput naming ``match`` if bad."""
+        rule = parse_rule({"name": "preview", "kind": "event", "match": match})
+        assert rule.match is not None
+        return ContentRules(self.repo).preview(rule.match, time.time() if now is None else now)
 
     def firing(self) -> list[dict[str, Any]]:
         """Rules whose alert is firing (or recovering), most severe first."""

@@ -381,6 +381,9 @@ def test_the_evaluator_seeds_the_default_rules(pg_repo, settings, redis_client):
         "verify_findings",
         "unsealed_age",
         "reconcile_gap",
+        "admin_granted",
+        "failed_logins",
+        "ban_lifted",
     }
 
 

@@ -135,3 +135,27 @@ def test_a_rule_applies_to_events_from_its_creation_on(repo, evaluators, receive
     alerts = alerts_of(receiver)
     assert len(alerts) == 1, alerts
     assert "ban.lift by unknown actor on new" in alerts[0]["annotations"]["description"]
+
+
+def test_the_default_event_rules_send_nothing_until_a_channel_is_picked(
+    repo, evaluators, receiver, audit_store
+):
+    svc = alert_service(repo)
+    hook = webhook(svc, receiver)
+    ev = evaluators(repo, seed=True)
+    ev.evaluate_once()
+    rules = {r["seed_key"]: r for r in repo.list("alert_rules")}
+    audit_store.insert_events([failed_login("203.0.113.9") for _ in range(21)])
+    ev.evaluate_once()
+    assert receiver.requests == []  # no channel yet
+    state = repo.get("alert_rule_state", rules["failed_logins"]["id"], key="rule_id")
+    assert state["state"] == "firing"  # it is seen on the rules page meanwhile
+    svc.update_rule(rules["failed_logins"]["id"], {"channel_ids": [hook["id"]]})
+    svc.update_rule(rules["ban_lifted"]["id"], {"channel_ids": [hook["id"]]})
+    audit_store.insert_events([AuditEvent(action="user.unban", target_id="u_9")])
+    ev.evaluate_once()
+    alerts = alerts_of(receiver)
+    assert sorted(a["labels"]["alertname"] for a in alerts) == [
+        "A ban lifted",
+        "More than 20 failed logins from one IP in 5 minutes",
+    ]
