@@ -3,18 +3,40 @@ what the audit log says is notified once per event, or once per group value over
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
+import uuid
 
 import pytest
 
+from auditq.alerts.repo import PostgresRepo
 from auditq.events import AuditEvent
+from auditq.queue import Queue
 from auditq.stores.postgres import PostgresStore
-from tests.auditq.alerts.helpers import alert_service
+from tests.auditq.alerts.helpers import KEYS, alert_service
+from tests.polling import wait_for
+from tests.worker.helpers import (
+    assert_exactly_once,
+    drained,
+    enqueue,
+    expected_ids,
+    make_events,
+    row_count,
+)
 
 
 @pytest.fixture
 def audit_store(clean_db):
     opened = PostgresStore(clean_db, timeout=5)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def repo_pg(clean_db):
+    opened = PostgresRepo(clean_db, timeout=5)
     yield opened
     opened.close()
 
@@ -159,3 +181,59 @@ def test_the_default_event_rules_send_nothing_until_a_channel_is_picked(
         "A ban lifted",
         "More than 20 failed logins from one IP in 5 minutes",
     ]
+
+
+def test_a_worker_killed_mid_drain_and_a_second_evaluator_duplicate_nothing(
+    worker_procs, repo_pg, redis_client, receiver, clean_db
+):
+    """Real worker processes (each runs the evaluator; one leads); the leader is SIGKILLed
+    while the queue drains, another takes over: each admin grant is notified exactly once."""
+    svc = alert_service(repo_pg)
+    hook = webhook(svc, receiver)
+    svc.create_rule(
+        {
+            "name": "Admin role granted",
+            "kind": "event",
+            "match": {"action": "role.grant", "metadata.role": "admin"},
+            "channel_ids": [hook["id"]],
+        }
+    )
+    knobs = {"alert_interval": 0.3, "alert_lease": 3, "alert_allow_private": True}
+    for _ in range(2):
+        worker_procs.start(**knobs)
+    wait_for(
+        lambda: b"Admin role granted" in (redis_client.get(KEYS.alerts_config) or b""),
+        "an evaluator to have read the rules",
+        60,
+        worker_procs.logs,
+    )
+    grants = [str(uuid.uuid4()) for _ in range(40)]
+    payloads = make_events(3000)
+    for i, grant in enumerate(grants):  # spread through the backlog
+        event = {"id": grant, "action": "role.grant", "metadata": {"role": "admin"}}
+        payloads.insert(i * 75, json.dumps(event))
+    entry_ids = enqueue(Queue(redis_client, KEYS, 100_000), payloads)
+    wait_for(lambda: row_count(clean_db) > 0, "the first rows", 60, worker_procs.logs)
+    holder = (redis_client.get(KEYS.lock("alerts")) or b"").decode()
+    leader = next(p for p in worker_procs.procs if f":{p.pid}:" in holder)
+    os.kill(leader.pid, signal.SIGKILL)  # mid-drain, mid-evaluation perhaps
+    leader.wait()
+    worker_procs.start(**knobs)  # a restart: a third evaluator
+    wait_for(lambda: drained(redis_client), "the backlog to drain", 120, worker_procs.logs)
+    assert_exactly_once(clean_db, expected_ids(entry_ids, payloads))
+
+    def notified() -> list[str]:
+        return [a["labels"]["event_id"] for a in alerts_of(receiver)]
+
+    wait_for(lambda: len(notified()) >= len(grants), "every grant notified", 60, worker_procs.logs)
+    runs = [json.loads(redis_client.get(KEYS.alerts_status) or "{}").get("at")]
+    wait_for(  # a few more evaluations, in case one were to repeat a notification
+        lambda: (
+            json.loads(redis_client.get(KEYS.alerts_status) or "{}").get("at", 0)
+            > (runs[0] or 0) + 2
+        ),
+        "more evaluations",
+        30,
+        worker_procs.logs,
+    )
+    assert sorted(notified()) == sorted(grants)
