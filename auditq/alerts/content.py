@@ -1,4 +1,6 @@
-"""Rules on what the audit log says (issue 18): kinds ``event`` and ``event_rate``.
+"""Rules on what the audit log says (issue 18): kinds ``event`` and ``event_rate``; and
+``seal_head``, which sends each new seal head to its channels, so that a copy of the chain's
+head lives off-box (issue 13: a rewritten chain no longer matches the copy).
 
 - ``event``: one notification per matching event, never two. The database returns the rows
   whose transaction id lies in ``[watermark, horizon)`` (``public.alert_event_batch``; the
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +87,7 @@ class Hit:
     key: str  # unique per rule and notification; the channel id is appended
     event: dict[str, Any] | None = None
     group: str | None = None
+    seal: dict[str, Any] | None = None
 
 
 @dataclass
@@ -105,13 +108,18 @@ class ContentRules:
         states: Mapping[str, RuleState],
         can_notify: Mapping[str, bool],
         now: float,
+        seal_head: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> Outcome:
         """Step every enabled content rule. ``can_notify``: per rule, not silenced and with a
-        channel (an event seen while it cannot notify is not notified later). Raises
-        StoreError when the store does not answer (then nothing moved)."""
+        channel (an event seen while it cannot notify is not notified later). ``seal_head``:
+        the newest seal (``auditq.seals.status.head``). Raises StoreError when the store does
+        not answer (then nothing moved)."""
         out = Outcome()
         rules = list(rules)
         self._events([r for r in rules if r.kind == "event" and r.enabled], can_notify, out)
+        heads = [r for r in rules if r.kind == "seal_head" and r.enabled and can_notify[r.id]]
+        if heads:
+            self._seal_heads(heads, seal_head(), states, out)
         for rule in rules:
             if rule.kind != "event_rate":
                 continue
@@ -145,6 +153,28 @@ class ContentRules:
                 note = Notification("trigger", 0, started_at=_epoch(event.get("occurred_at")))
                 key = f"{rule.id}:event:{event['id']}"
                 out.hits.append(Hit(rule, note, 1.0, key, event=event))
+
+    # --- kind "seal_head" ----------------------------------------------------------------
+
+    def _seal_heads(
+        self,
+        rules: list[Rule],
+        head: dict[str, Any] | None,
+        states: Mapping[str, RuleState],
+        out: Outcome,
+    ) -> None:
+        """Send each new seal head off-box (the newest one: it chains to every seal before).
+        The rule's ``episode`` is the number of the last seal it sent."""
+        if head is None:
+            return
+        for rule in rules:
+            if head["seal_no"] <= states[rule.id].episode:
+                continue
+            sealed_at = datetime.fromisoformat(head["sealed_at"]).timestamp()
+            note = Notification("trigger", head["seal_no"], started_at=sealed_at)
+            key = f"{rule.id}:seal:{head['seal_no']}"
+            out.hits.append(Hit(rule, note, float(head["rows_sealed"]), key, seal=head))
+            out.states[rule.id] = replace(states[rule.id], episode=head["seal_no"])
 
     def save_watermark(self, txid: str) -> None:
         self.repo.upsert(META, {"key": WATERMARK, "value": {"txid": txid}}, "key")

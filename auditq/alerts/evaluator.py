@@ -47,6 +47,7 @@ from auditq.config import Settings
 from auditq.keys import Keys
 from auditq.lease import RedisLease, holder_token
 from auditq.queue import connect
+from auditq.seals import status as seal_status
 from auditq.stores import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -183,14 +184,17 @@ class Evaluator:
         self.states.save({rule.id for rule in rules})
         return report
 
+    def _audit(self) -> Store:
+        """The audit log's store (opened on first use)."""
+        if self._store is None:
+            self._store = open_store(self.settings, timeout=self.settings.store_timeout)
+            assert self._store is not None  # the repo's store is configured
+        return self._store
+
     def _sealed_store(self) -> Store | None:
         """The audit store, when its rows are sealed (without a seal key nothing ever is, and
         the age of the oldest unsealed row would only grow)."""
-        if self.settings.seal_key is None:
-            return None
-        if self._store is None:
-            self._store = open_store(self.settings, timeout=self.settings.store_timeout)
-        return self._store
+        return None if self.settings.seal_key is None else self._audit()
 
     def _record(
         self,
@@ -235,7 +239,9 @@ class Evaluator:
         read the audit log), and caught up on the next run that it does."""
         states = {rule.id: self.states.get(rule.id) for rule in rules}
         try:
-            outcome = self.content.evaluate(rules, states, can_notify, now)
+            outcome = self.content.evaluate(
+                rules, states, can_notify, now, seal_head=lambda: seal_status.head(self._audit())
+            )
         except StoreError as error:
             log.warning("alerts: event rules skipped this run, store unavailable: %s", error)
             return
@@ -255,6 +261,7 @@ class Evaluator:
                     self.settings.public_url,
                     event=hit.event,
                     group=hit.group,
+                    seal=hit.seal,
                 ),
                 key=hit.key,
             )

@@ -47,8 +47,10 @@ def content_message(
     *,
     event: dict[str, Any] | None = None,
     group: str | None = None,
+    seal: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A content rule's message: the event it is about, or the group value over the rate."""
+    """A content rule's message: the event it is about, the group value over the rate, or
+    the seal head to keep."""
     message = build_message(rule, note, value, now, dashboard_url)
     message["metric"] = rule.kind
     if event is not None:
@@ -70,6 +72,14 @@ def content_message(
         message["summary"] = (
             f"{_count(value)} matching events in {rule.window_seconds} s from"
             f" {rule.group_by}={group} (rule: {rule.op} {_count(rule.threshold)})"
+        )
+    if seal is not None:
+        message["seal"] = seal
+        message["fingerprint"] = fingerprint(f"{rule.id}:seal:{seal['seal_no']}")
+        message |= {"op": "=", "threshold": seal["seal_no"], "value": seal["seal_no"]}
+        message["summary"] = (
+            f"seal #{seal['seal_no']} head {seal['hash']} signature {seal['signature']}"
+            f" (key {seal['public_key']}, {seal['rows_sealed']} rows sealed, {seal['sealed_at']})"
         )
     return message
 

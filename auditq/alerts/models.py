@@ -71,7 +71,7 @@ class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=100)
-    kind: Literal["metric", "event", "event_rate"] = "metric"
+    kind: Literal["metric", "event", "event_rate", "seal_head"] = "metric"
     metric: str | None = None
     op: Literal[">", ">=", "<", "<="] | None = None
     threshold: float | None = None
@@ -162,11 +162,13 @@ NEEDS = {
     "metric": ("metric", "op", "threshold"),
     "event": ("match",),
     "event_rate": ("match", "group_by", "window_seconds", "op", "threshold"),
+    "seal_head": (),
 }
 KIND_FIELDS = {
     "metric": ("metric", "for_seconds", "keep_firing_seconds", "no_data"),
     "event": ("match",),
     "event_rate": ("match", "group_by", "window_seconds"),
+    "seal_head": (),
 }
 
 
@@ -182,7 +184,7 @@ def parse_rule(data: Mapping[str, Any]) -> RuleIn:
         KIND_FIELDS[rule.kind]
     )
     cleared = {name: RuleIn.model_fields[name].get_default() for name in unused}
-    if rule.kind == "event":
+    if rule.kind in ("event", "seal_head"):
         cleared |= {"op": None, "threshold": None, "clear_threshold": None}
     return rule.model_copy(update=cleared)
 

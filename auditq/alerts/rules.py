@@ -102,6 +102,8 @@ class Rule:
     def describe(self) -> str:
         if self.kind == "event":
             return "event matches " + _match_text(self.match)
+        if self.kind == "seal_head":
+            return "each new seal head"
         if self.kind == "event_rate":
             return (
                 f"events matching {_match_text(self.match)} per {self.group_by}"

@@ -158,6 +158,7 @@ RULE_KINDS = {
     "metric": "auditq's metrics",
     "event": "each matching event",
     "event_rate": "matching events per source",
+    "seal_head": "each new seal head (a copy off-box)",
 }
 
 

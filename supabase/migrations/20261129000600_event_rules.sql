@@ -2,7 +2,8 @@
 --
 -- kind 'metric' (the default: every existing rule) watches auditq's own metrics as before;
 -- kind 'event' notifies each matching event once; kind 'event_rate' counts matching events
--- per group (ip, actor_id, ...) over a sliding window and fires per group value.
+-- per group (ip, actor_id, ...) over a sliding window and fires per group value; kind
+-- 'seal_head' sends each new seal head to its channels (a copy of the chain's head off-box).
 --
 -- A match is a JSON object: field -> value (exact) or array of values (any of them); a field
 -- is an audit_logs column or 'metadata.<key>'. Matching runs here, in the database, so only
@@ -10,7 +11,7 @@
 
 alter table public.alert_rules
     add column if not exists kind text not null default 'metric'
-        check (kind in ('metric', 'event', 'event_rate')),
+        check (kind in ('metric', 'event', 'event_rate', 'seal_head')),
     add column if not exists match jsonb check (match is null or jsonb_typeof(match) = 'object'),
     add column if not exists group_by text,
     add column if not exists window_seconds integer check (window_seconds between 1 and 86400);
@@ -22,6 +23,7 @@ alter table public.alert_rules add constraint alert_rules_kind_fields check (
     case kind
         when 'metric' then metric is not null and op is not null and threshold is not null
         when 'event' then match is not null
+        when 'seal_head' then true
         else match is not null and group_by is not null and window_seconds is not null
              and op is not null and threshold is not null
     end

@@ -12,8 +12,11 @@ import uuid
 import pytest
 
 from auditq.alerts.repo import PostgresRepo
+from auditq.config import Settings
 from auditq.events import AuditEvent
 from auditq.queue import Queue
+from auditq.seals import signing
+from auditq.seals.sealer import seal_pass
 from auditq.stores.postgres import PostgresStore
 from tests.auditq.alerts.helpers import KEYS, alert_service
 from tests.polling import wait_for
@@ -237,3 +240,29 @@ def test_a_worker_killed_mid_drain_and_a_second_evaluator_duplicate_nothing(
         worker_procs.logs,
     )
     assert sorted(notified()) == sorted(grants)
+
+
+def test_each_new_seal_head_is_sent_once_to_the_rules_channels(
+    repo, evaluators, receiver, audit_store
+):
+    svc = alert_service(repo)
+    hook = webhook(svc, receiver)
+    svc.create_rule(
+        {"name": "Seal heads off-box", "kind": "seal_head", "channel_ids": [hook["id"]]}
+    )
+    signer = signing.signer(Settings(seal_key=signing.generate().private))
+    ev = evaluators(repo)
+    ev.evaluate_once()
+    assert receiver.requests == []  # nothing sealed yet
+    audit_store.insert_events([AuditEvent(action="probe") for _ in range(3)])
+    first = seal_pass(audit_store, signer, grace=0).head
+    ev.evaluate_once()
+    ev.evaluate_once()  # the same head: not sent again
+    audit_store.insert_events([AuditEvent(action="probe")])
+    second = seal_pass(audit_store, signer, grace=0).head
+    ev.close()
+    assert evaluators(repo).evaluate_once() is not None  # a restarted process
+    alerts = alerts_of(receiver)
+    assert [a["annotations"]["value"] for a in alerts] == ["1", "2"]  # the seal numbers
+    descriptions = [a["annotations"]["description"] for a in alerts]
+    assert first.hex() in descriptions[0] and second.hex() in descriptions[1]
