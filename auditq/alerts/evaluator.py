@@ -184,12 +184,15 @@ class Evaluator:
         self.states.save({rule.id for rule in rules})
         return report
 
-    def _audit(self) -> Store:
-        """The audit log's store (opened on first use)."""
+    def _audit(self) -> Store | None:
+        """The audit log's store, opened on first use (None if the settings name none)."""
         if self._store is None:
             self._store = open_store(self.settings, timeout=self.settings.store_timeout)
-            assert self._store is not None  # the repo's store is configured
         return self._store
+
+    def _seal_head(self) -> dict[str, Any] | None:
+        store = self._audit()
+        return None if store is None else seal_status.head(store)
 
     def _sealed_store(self) -> Store | None:
         """The audit store, when its rows are sealed (without a seal key nothing ever is, and
@@ -240,7 +243,7 @@ class Evaluator:
         states = {rule.id: self.states.get(rule.id) for rule in rules}
         try:
             outcome = self.content.evaluate(
-                rules, states, can_notify, now, seal_head=lambda: seal_status.head(self._audit())
+                rules, states, can_notify, now, seal_head=self._seal_head
             )
         except StoreError as error:
             log.warning("alerts: event rules skipped this run, store unavailable: %s", error)
