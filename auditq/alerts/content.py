@@ -7,8 +7,9 @@ head lives off-box (issue 13: a rewritten chain no longer matches the copy).
   horizon is ``pg_snapshot_xmin(pg_current_snapshot())``, as for the seals): every
   transaction below it has ended, so a row that commits late is still ahead of the watermark
   and is seen by a later run, never skipped. Queued and direct (critical) writes alike. The
-  watermark (``alert_meta``) moves only after the run's outbox rows are written; each row's
-  key is ``rule:event:<event id>:channel``, so a run repeated after a crash, a second
+  watermark (``alert_meta``: a txid and the last row id seen in it, so a batch may end
+  inside a large transaction) moves only after the run's outbox rows are written; each
+  row's key is ``rule:event:<event id>:channel``, so a run repeated after a crash, a second
   evaluator or a redelivered event adds nothing.
 - ``event_rate``: matching events per ``group_by`` value over the last ``window_seconds``
   (``public.alert_event_counts``); each value has its own state machine (``rules.step``),
@@ -52,7 +53,8 @@ FIELDS = (
 GROUP_BY = ("ip", "actor_id", "tenant_id", "target_id")
 FIELDS_HELP = "fields are " + ", ".join(FIELDS) + " and metadata.<key>"
 MAX_WINDOW = 86400
-WATERMARK = "event_watermark"  # alert_meta key: {"txid": "<first txid not yet seen>"}
+# alert_meta key: {"txid": first txid not fully seen, "after": last id seen in it, or null}
+WATERMARK = "event_watermark"
 BATCH = 10_000  # events per run; the rest waits for the next run
 # Issue 15 (encrypted personal fields): a group_by on an encrypted field must group by its
 # keyed hash column, and the receiver must be shown the real value. Map the field to that
@@ -95,7 +97,7 @@ class Outcome:
     hits: list[Hit] = field(default_factory=list)
     states: dict[str, RuleState] = field(default_factory=dict)
     transitions: list[tuple[Rule, str, RuleState, RuleState]] = field(default_factory=list)
-    watermark: str | None = None  # to save once the hits are in the outbox
+    watermark: dict[str, str | None] | None = None  # to save once the hits are in the outbox
 
 
 class ContentRules:
@@ -133,17 +135,21 @@ class ContentRules:
 
     def _events(self, rules: list[Rule], can_notify: Mapping[str, bool], out: Outcome) -> None:
         marker = self.repo.get(META, WATERMARK, key="key")
-        start = (marker or {}).get("value", {}).get("txid")
+        mark = (marker or {}).get("value") or {}
         spec = [{"match": r.match, "since": _iso(r.created_at or 0.0)} for r in rules]
         # Without a watermark yet, the first call only learns the horizon (no history).
-        batch = self.repo.call(
-            "alert_event_batch",
-            {"p_from": start or "0", "p_rules": spec if start else [], "p_limit": BATCH},
-        )
+        params = {
+            "p_from": mark.get("txid") or "0",
+            "p_after": mark.get("after"),
+            "p_rules": spec if mark.get("txid") else [],
+            "p_limit": BATCH,
+        }
+        batch = self.repo.call("alert_event_batch", params)
         events = batch["events"]
-        # A full batch may stop inside a transaction: resume at its txid (the rows already
-        # seen come back, and their outbox keys make them no-ops).
-        out.watermark = events[-1]["txid"] if len(events) >= BATCH else batch["horizon"]
+        if len(events) >= BATCH:  # the rest next run, from just after the last one seen
+            out.watermark = {"txid": events[-1]["txid"], "after": events[-1]["event"]["id"]}
+        else:
+            out.watermark = {"txid": batch["horizon"], "after": None}
         for found in events:
             event = found["event"]
             for index in found["rules"]:
@@ -176,8 +182,8 @@ class ContentRules:
             out.hits.append(Hit(rule, note, float(head["rows_sealed"]), key, seal=head))
             out.states[rule.id] = replace(states[rule.id], episode=head["seal_no"])
 
-    def save_watermark(self, txid: str) -> None:
-        self.repo.upsert(META, {"key": WATERMARK, "value": {"txid": txid}}, "key")
+    def save_watermark(self, mark: dict[str, str | None]) -> None:
+        self.repo.upsert(META, {"key": WATERMARK, "value": mark}, "key")
 
     # --- kind "event_rate" ---------------------------------------------------------------
 

@@ -57,21 +57,25 @@ as $$
 $$;
 
 -- The events rules of kind 'event' must see, each exactly once: rows whose transaction id is
--- in [p_from, horizon), horizon = pg_snapshot_xmin(pg_current_snapshot()). Every transaction
--- below the horizon has ended, so that set of rows is final: a row whose transaction commits
--- late has a txid >= the horizon of every call made while it was open, and is returned by a
--- later call (the same idea as the seals, see auditq/seals/__init__.py). Queued and direct
--- (critical) writes alike. p_rules: [{"match": {...}, "since": timestamptz}], a rule applies
--- to rows stored from its creation on. Returns {"horizon", "events": [{"txid", "event",
--- "rules": [1-based indexes into p_rules]}]} in (txid, id) order, at most p_limit events.
-create or replace function public.alert_event_batch(p_from text, p_rules jsonb, p_limit integer)
-returns jsonb
+-- at or past the watermark and below the horizon, pg_snapshot_xmin(pg_current_snapshot()).
+-- Every transaction below the horizon has ended, so that set of rows is final: a row whose
+-- transaction commits late has a txid >= the horizon of every call made while it was open,
+-- and is returned by a later call (the same idea as the seals, see auditq/seals/__init__.py).
+-- Queued and direct (critical) writes alike. The watermark is (p_from txid, p_after id):
+-- rows of p_from's transaction with an id <= p_after were seen already (p_after null: none
+-- were). p_rules: [{"match": {...}, "since": timestamptz}]; a rule applies to rows stored
+-- from its creation on. Returns {"horizon", "events": [{"txid", "event", "rules": [1-based
+-- indexes into p_rules]}]} in (txid, id) order, at most p_limit events.
+create or replace function public.alert_event_batch(
+    p_from text, p_after uuid, p_rules jsonb, p_limit integer
+) returns jsonb
 language plpgsql
 stable
 set search_path = ''
 as $$
 declare
     hi xid8 := pg_snapshot_xmin(pg_current_snapshot());
+    lo xid8 := p_from::xid8;
     found jsonb;
 begin
     select coalesce(jsonb_agg(jsonb_build_object('txid', x.txid::text, 'event', x.event,
@@ -86,7 +90,8 @@ begin
              where l.received_at >= (r.rule ->> 'since')::timestamptz
                and public.alert_event_matches(to_jsonb(l), r.rule -> 'match')
          ) hits
-         where l.txid >= p_from::xid8 and l.txid < hi and hits.rules is not null
+         where l.txid >= lo and l.txid < hi and hits.rules is not null
+           and (l.txid > lo or p_after is null or l.id > p_after)
            and jsonb_array_length(p_rules) > 0
          order by l.txid, l.id
          limit p_limit
@@ -119,13 +124,13 @@ $$;
 
 revoke all on function public.alert_event_field(jsonb, text) from public, anon, authenticated;
 revoke all on function public.alert_event_matches(jsonb, jsonb) from public, anon, authenticated;
-revoke all on function public.alert_event_batch(text, jsonb, integer)
+revoke all on function public.alert_event_batch(text, uuid, jsonb, integer)
     from public, anon, authenticated;
 revoke all on function public.alert_event_counts(jsonb, text, timestamptz, timestamptz)
     from public, anon, authenticated;
 grant execute on function public.alert_event_field(jsonb, text) to service_role;
 grant execute on function public.alert_event_matches(jsonb, jsonb) to service_role;
-grant execute on function public.alert_event_batch(text, jsonb, integer) to service_role;
+grant execute on function public.alert_event_batch(text, uuid, jsonb, integer) to service_role;
 grant execute on function public.alert_event_counts(jsonb, text, timestamptz, timestamptz)
     to service_role;
 

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from auditq.alerts import content
 from auditq.alerts.repo import PostgresRepo
 from auditq.config import Settings
 from auditq.events import AuditEvent
@@ -266,3 +267,28 @@ def test_each_new_seal_head_is_sent_once_to_the_rules_channels(
     assert [a["annotations"]["value"] for a in alerts] == ["1", "2"]  # the seal numbers
     descriptions = [a["annotations"]["description"] for a in alerts]
     assert first.hex() in descriptions[0] and second.hex() in descriptions[1]
+
+
+def test_a_transaction_larger_than_a_batch_is_read_across_runs_each_event_once(
+    repo, evaluators, receiver, audit_store, monkeypatch
+):
+    monkeypatch.setattr(content, "BATCH", 2)  # a run reads at most 2 events
+    svc = alert_service(repo)
+    hook = webhook(svc, receiver)
+    svc.create_rule(
+        {
+            "name": "Ban lifted",
+            "kind": "event",
+            "match": {"action": "ban.lift"},
+            "channel_ids": [hook["id"]],
+        }
+    )
+    ev = evaluators(repo)
+    ev.evaluate_once()
+    lifted = [AuditEvent(action="ban.lift", target_id=f"u_{i}") for i in range(5)]
+    audit_store.insert_events(lifted)  # one transaction
+    for _ in range(4):
+        ev.evaluate_once()
+    assert sorted(a["labels"]["event_id"] for a in alerts_of(receiver)) == sorted(
+        str(e.id) for e in lifted
+    )
