@@ -33,26 +33,22 @@ alter table public.alert_rules add constraint alert_rules_kind_fields check (
 alter table public.alert_rule_state
     add column if not exists groups jsonb not null default '{}'::jsonb;
 
--- A field of an event (to_jsonb of its row): a column, or 'metadata.<key>'.
-create or replace function public.alert_event_field(r jsonb, path text) returns jsonb
+-- A match as an SQL condition on the row alias l, compared natively (indexes usable, no
+-- per-row JSON of the whole row): a column's value as jsonb, or metadata -> key, equal to the
+-- value or to one of the array's values. Keys are quoted with %I / %L and values with %L, so
+-- no match can inject SQL (an unknown column is an error; the API accepts known ones only).
+create or replace function public.alert_match_sql(m jsonb) returns text
 language sql
 immutable
 set search_path = ''
 as $$
-    select case when path like 'metadata.%' then r -> 'metadata' -> substr(path, 10)
-                else r -> path end
-$$;
-
--- Every field of the match holds: equal to the value, or one of the array's values.
-create or replace function public.alert_event_matches(r jsonb, m jsonb) returns boolean
-language sql
-immutable
-set search_path = ''
-as $$
-    select coalesce(bool_and(
-        case when jsonb_typeof(c.value) = 'array'
-             then c.value @> jsonb_build_array(public.alert_event_field(r, c.key))
-             else public.alert_event_field(r, c.key) = c.value end), false)
+    select coalesce(string_agg(
+        format('%s = any (array(select jsonb_array_elements(%L::jsonb)))',
+               case when c.key like 'metadata.%' then format('(l.metadata -> %L)', substr(c.key, 10))
+                    else format('to_jsonb(l.%I)', c.key) end,
+               case when jsonb_typeof(c.value) = 'array' then c.value
+                    else jsonb_build_array(c.value) end),
+        ' and '), 'false')
     from jsonb_each(m) c
 $$;
 
@@ -75,27 +71,28 @@ set search_path = ''
 as $$
 declare
     hi xid8 := pg_snapshot_xmin(pg_current_snapshot());
-    lo xid8 := p_from::xid8;
+    hits text;
     found jsonb;
 begin
-    select coalesce(jsonb_agg(jsonb_build_object('txid', x.txid::text, 'event', x.event,
-                                                 'rules', x.rules) order by x.txid, x.id), '[]')
+    if jsonb_array_length(p_rules) = 0 then
+        return jsonb_build_object('horizon', hi::text, 'events', '[]'::jsonb);
+    end if;
+    select string_agg(format('case when l.received_at >= %L::timestamptz and (%s) then %s end',
+                             r.rule ->> 'since', public.alert_match_sql(r.rule -> 'match'), r.ord),
+                      ', ')
+      into hits
+      from jsonb_array_elements(p_rules) with ordinality as r(rule, ord);
+    execute format(
+        'select coalesce(jsonb_agg(jsonb_build_object(''txid'', x.txid::text, ''event'', x.event,'
+        ' ''rules'', x.rules) order by x.txid, x.id), ''[]'')'
+        ' from (select l.txid, l.id, to_jsonb(l) - ''txid'' as event, m.rules'
+        '         from public.audit_logs l'
+        '        cross join lateral (select array_remove(array[%s], null) as rules) m'
+        '        where l.txid >= $1 and l.txid < $2 and (l.txid > $1 or $3 is null or l.id > $3)'
+        '          and cardinality(m.rules) > 0'
+        '        order by l.txid, l.id limit $4) x', hits)
       into found
-      from (
-        select l.txid, l.id, to_jsonb(l) - 'txid' as event, hits.rules
-          from public.audit_logs l
-         cross join lateral (
-            select array_agg(r.ord) as rules
-              from jsonb_array_elements(p_rules) with ordinality as r(rule, ord)
-             where l.received_at >= (r.rule ->> 'since')::timestamptz
-               and public.alert_event_matches(to_jsonb(l), r.rule -> 'match')
-         ) hits
-         where l.txid >= lo and l.txid < hi and hits.rules is not null
-           and (l.txid > lo or p_after is null or l.id > p_after)
-           and jsonb_array_length(p_rules) > 0
-         order by l.txid, l.id
-         limit p_limit
-      ) x;
+      using p_from::xid8, hi, p_after, p_limit;
     return jsonb_build_object('horizon', hi::text, 'events', found);
 end;
 $$;
@@ -105,31 +102,35 @@ $$;
 create or replace function public.alert_event_counts(
     p_match jsonb, p_group text, p_since timestamptz, p_stored_since timestamptz
 ) returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-    select coalesce(jsonb_object_agg(c.g, c.n), '{}'::jsonb)
-      from (
-        select case when p_group is null then '*'
-                    else public.alert_event_field(to_jsonb(l), p_group) #>> '{}' end as g,
-               count(*) as n
-          from public.audit_logs l
-         where l.occurred_at >= p_since and l.received_at >= p_stored_since
-           and public.alert_event_matches(to_jsonb(l), p_match)
-         group by 1
-      ) c
-     where c.g is not null
+declare
+    grouped text := case when p_group is null then quote_literal('*')
+                         when p_group like 'metadata.%'
+                             then format('l.metadata ->> %L', substr(p_group, 10))
+                         else format('to_jsonb(l.%I) #>> ''{}''', p_group) end;
+    counts jsonb;
+begin
+    execute format(
+        'select coalesce(jsonb_object_agg(c.g, c.n), ''{}''::jsonb)'
+        '  from (select %s as g, count(*) as n from public.audit_logs l'
+        '         where l.occurred_at >= $1 and l.received_at >= $2 and (%s)'
+        '         group by 1) c where c.g is not null',
+        grouped, public.alert_match_sql(p_match))
+      into counts
+      using p_since, p_stored_since;
+    return counts;
+end;
 $$;
 
-revoke all on function public.alert_event_field(jsonb, text) from public, anon, authenticated;
-revoke all on function public.alert_event_matches(jsonb, jsonb) from public, anon, authenticated;
+revoke all on function public.alert_match_sql(jsonb) from public, anon, authenticated;
 revoke all on function public.alert_event_batch(text, uuid, jsonb, integer)
     from public, anon, authenticated;
 revoke all on function public.alert_event_counts(jsonb, text, timestamptz, timestamptz)
     from public, anon, authenticated;
-grant execute on function public.alert_event_field(jsonb, text) to service_role;
-grant execute on function public.alert_event_matches(jsonb, jsonb) to service_role;
+grant execute on function public.alert_match_sql(jsonb) to service_role;
 grant execute on function public.alert_event_batch(text, uuid, jsonb, integer) to service_role;
 grant execute on function public.alert_event_counts(jsonb, text, timestamptz, timestamptz)
     to service_role;
