@@ -76,7 +76,7 @@ def set_rules(dsn: str, rows: list[dict]) -> None:
 
 def evaluation_seconds(dsn: str) -> float:
     """Content runs over every stored row (as if they all arrived since the last run), until
-    the watermark stops moving: an upper bound (the rate rules count their window each run)."""
+    one reads less than a batch: an upper bound (the rate rules count their window each run)."""
     repo = PostgresRepo(dsn, timeout=600)
     try:
         rules = [Rule.from_row(r | {"created_at": 0.0}) for r in repo.list("alert_rules")]
@@ -85,14 +85,12 @@ def evaluation_seconds(dsn: str) -> float:
         states = {r.id: RuleState() for r in rules}
         quiet = dict.fromkeys(states, False)
         started = time.perf_counter()
-        mark = None
         while True:
             outcome = content.evaluate(rules, states, quiet, time.time())
             assert outcome.watermark is not None
             content.save_watermark(outcome.watermark)
-            if outcome.watermark == mark:
+            if outcome.watermark["after"] is None:  # caught up with the horizon
                 return time.perf_counter() - started
-            mark = outcome.watermark
     finally:
         repo.close()
 
