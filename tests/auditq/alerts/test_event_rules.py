@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from auditq.alerts import content
+from auditq.alerts.defaults import DEFAULT_RULES
 from auditq.alerts.repo import PostgresRepo
 from auditq.config import Settings
 from auditq.events import AuditEvent
@@ -63,19 +64,10 @@ def test_failed_logins_fire_once_naming_the_ip_over_the_threshold(
 ):
     svc = alert_service(repo)
     hook = webhook(svc, receiver)
-    rule = svc.create_rule(
-        {
-            "name": "Failed logins from one IP",
-            "kind": "event_rate",
-            "match": {"action": "login.failed"},
-            "group_by": "ip",
-            "window_seconds": 300,
-            "op": ">",
-            "threshold": 20,
-            "clear_threshold": 5,
-            "channel_ids": [hook["id"]],
-        }
-    )
+    # The default rule: more than 20 failed logins from one IP in 5 minutes, clears at 5.
+    (default,) = [r for r in DEFAULT_RULES if r["seed_key"] == "failed_logins"]
+    fields = {k: v for k, v in default.items() if k != "seed_key"}
+    rule = svc.create_rule(fields | {"channel_ids": [hook["id"]]})
     ev = evaluators(repo)
     audit_store.insert_events([failed_login("203.0.113.7") for _ in range(30)])
     audit_store.insert_events([failed_login("198.51.100.2") for _ in range(5)])
