@@ -1,6 +1,8 @@
-"""Alerting: rules over auditq's own metrics, notified to Slack, PagerDuty, webhooks, email.
+"""Alerting: rules over auditq's own metrics and the log's content, notified to Slack,
+PagerDuty, webhooks, email.
 
 - ``metrics``: the values rules watch, read from Redis (bounded reads), ``redis_up`` too.
+- ``content``: rules on the audit log itself (one event, a rate per source) and seal heads.
 - ``rules``: the pure state machine (normal -> pending -> firing -> recovering -> normal).
 - ``models``: rule validation shared by the dashboard's forms and the JSON API.
 - ``channels``: the channel registry (kind -> config schema, secrets, label, form, sender).

@@ -34,18 +34,21 @@ import httpx
 import redis
 
 from auditq.alerts import metrics as metrics_mod
+from auditq.alerts.content import ContentRules
 from auditq.alerts.defaults import seed_defaults
-from auditq.alerts.lease import Leadership, RedisLease, StoreLease, holder_token
+from auditq.alerts.lease import Leadership, StoreLease
 from auditq.alerts.memory import Config, Journal, LastKnown, StateBook
-from auditq.alerts.messages import outbox_row
+from auditq.alerts.messages import content_message, outbox_row
 from auditq.alerts.outbox import Delivery, Outbox
 from auditq.alerts.repo import FailFast, Repo, open_repo
-from auditq.alerts.rules import RuleState, reset, silenced_rule_ids, step
+from auditq.alerts.rules import Rule, RuleState, reset, silenced_rule_ids, step
 from auditq.alerts.tables import HISTORY, OUTBOX
 from auditq.config import Settings
 from auditq.keys import Keys
+from auditq.lease import RedisLease, holder_token
 from auditq.queue import connect
-from auditq.stores import StoreError
+from auditq.seals import status as seal_status
+from auditq.stores import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +99,13 @@ class Evaluator:
             RedisLease(self.redis, self.keys.lock(LEASE_NAME), ttl, token),
             StoreLease(self.repo, LEASE_NAME, ttl, token),
         )
+        self.content = ContentRules(self.repo)
         self.config = LastKnown(self.repo, self.redis, self.keys)
         self.states = StateBook(self.repo, self.redis, self.keys.alerts_states)
         self.journal = Journal(self.repo)
         self.outbox = Outbox(self.repo, self.http, self.journal, settings)
         self.seed = seed
+        self._store: Store | None = None  # opened on first use (see _sealed_store)
         self._pruned_at: float | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -141,52 +146,146 @@ class Evaluator:
             log.info("alerts: seeded %d default rules", added)
 
     def _evaluate(self, config: Config, now: float) -> Report:
-        values = metrics_mod.collect(self.redis, self.keys, self.settings.heartbeat_ttl, now)
+        values = metrics_mod.collect(
+            self.redis, self.keys, self.settings.heartbeat_ttl, now, self.settings.shards
+        )
+        values |= metrics_mod.store_metrics(self._sealed_store())
         report = Report(now, values, store_up=config.from_store)
         silenced = silenced_rule_ids(config.silences, now)
         self.states.refresh()
         rules = config.rule_objects()
-        for rule in rules:
-            before = self.states.get(rule.id)
-            targets = [
+        targets = {
+            rule.id: [
                 config.channels[c]
                 for c in rule.channel_ids
                 if config.channels.get(c, {}).get("enabled")
             ]
-            value = values.get(rule.metric)
+            for rule in rules
+        }
+        can_notify = {rule.id: bool(targets[rule.id]) and rule.id not in silenced for rule in rules}
+        for rule in rules:
+            if rule.kind != "metric":
+                continue
+            before = self.states.get(rule.id)
+            value = values.get(rule.metric or "")
             if rule.enabled:
-                result = step(rule, before, value, now, bool(targets) and rule.id not in silenced)
+                result = step(rule, before, value, now, can_notify[rule.id])
             else:
                 result = reset(rule, before, now)
             rows = [
                 outbox_row(rule, note, channel, value, now, self.settings.public_url)
                 for note in result.notifications
-                for channel in targets
+                for channel in targets[rule.id]
             ]
             if rows:
                 self.outbox.enqueue(rows)
-            after = result.state
-            if after.state != before.state:
-                report.transitions.append((rule.name, before.state, after.state))
-                self.journal.record(
-                    {
-                        "happened_at": now,
-                        "event": "state",
-                        "rule_id": rule.id,
-                        "rule_name": rule.name,
-                        "from_state": before.state,
-                        "to_state": after.state,
-                        "value": value,
-                        "detail": rule.describe(),
-                    }
-                )
-                log.info(
-                    "alert %r: %s -> %s (value %s)", rule.name, before.state, after.state, value
-                )
-            self.states.put(rule.id, after, now, changed=_differs(before, after))
+            self._record(report, rule, before, result.state, value, now)
+        content = [rule for rule in rules if rule.kind != "metric"]
+        self._evaluate_content(report, content, targets, can_notify, now)
         self.journal.flush()
         self.states.save({rule.id for rule in rules})
         return report
+
+    def _audit(self) -> Store | None:
+        """The audit log's store, opened on first use (None if the settings name none)."""
+        if self._store is None:
+            self._store = open_store(self.settings, timeout=self.settings.store_timeout)
+        return self._store
+
+    def _seal_head(self) -> dict[str, Any] | None:
+        store = self._audit()
+        return None if store is None else seal_status.head(store)
+
+    def _sealed_store(self) -> Store | None:
+        """The audit store, when its rows are sealed (without a seal key nothing ever is, and
+        the age of the oldest unsealed row would only grow)."""
+        return None if self.settings.seal_key is None else self._audit()
+
+    def _record(
+        self,
+        report: Report,
+        rule: Rule,
+        before: RuleState,
+        after: RuleState,
+        value: float | None,
+        now: float,
+        group: str | None = None,
+    ) -> None:
+        """Journal a state change, and keep the rule's new state (``group``: a rate rule's
+        group value, whose state lives inside the rule's)."""
+        name = rule.name if group is None else f"{rule.name} [{rule.group_by}={group}]"
+        if after.state != before.state:
+            report.transitions.append((name, before.state, after.state))
+            self.journal.record(
+                {
+                    "happened_at": now,
+                    "event": "state",
+                    "rule_id": rule.id,
+                    "rule_name": name,
+                    "from_state": before.state,
+                    "to_state": after.state,
+                    "value": value,
+                    "detail": rule.describe(),
+                }
+            )
+            log.info("alert %r: %s -> %s (value %s)", name, before.state, after.state, value)
+        if group is None:
+            self.states.put(rule.id, after, now, changed=_differs(before, after))
+
+    def _evaluate_content(
+        self,
+        report: Report,
+        rules: list[Rule],
+        targets: dict[str, list[dict[str, Any]]],
+        can_notify: dict[str, bool],
+        now: float,
+    ) -> None:
+        """Event and rate rules (``content``); skipped while the store does not answer (they
+        read the audit log), and caught up on the next run that it does."""
+        states = {rule.id: self.states.get(rule.id) for rule in rules}
+        try:
+            outcome = self.content.evaluate(
+                rules, states, can_notify, now, seal_head=self._seal_head
+            )
+        except StoreError as error:
+            log.warning("alerts: event rules skipped this run, store unavailable: %s", error)
+            return
+        rows = [
+            outbox_row(
+                hit.rule,
+                hit.note,
+                channel,
+                hit.value,
+                now,
+                self.settings.public_url,
+                message=content_message(
+                    hit.rule,
+                    hit.note,
+                    hit.value,
+                    now,
+                    self.settings.public_url,
+                    event=hit.event,
+                    group=hit.group,
+                    seal=hit.seal,
+                ),
+                key=hit.key,
+            )
+            for hit in outcome.hits
+            for channel in targets[hit.rule.id]
+        ]
+        if rows:
+            self.outbox.enqueue(rows)
+        for rule, group, before, after in outcome.transitions:
+            self._record(report, rule, before, after, after.last_value, now, group)
+        for rule in rules:
+            if rule.id in outcome.states:
+                before = states[rule.id]
+                self._record(report, rule, before, outcome.states[rule.id], None, now)
+        if outcome.watermark is not None:
+            try:
+                self.content.save_watermark(outcome.watermark)
+            except StoreError as error:  # the events come back next run; their keys dedup
+                log.warning("alerts: event watermark not saved: %s", error)
 
     def _prune(self, now: float) -> None:
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
@@ -236,6 +335,8 @@ class Evaluator:
                 self.http.close()
             if self._own_repo:
                 self.repo.close()
+            if self._store is not None:
+                self._store.close()
             if self._own_redis:
                 self.redis.close()
         finally:

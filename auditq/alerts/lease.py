@@ -2,7 +2,7 @@
 
 Every web and worker process runs the evaluator; two leases decide which one evaluates:
 
-- a Redis lease (``SET key token NX PX``, renewed by a Lua script that checks the token),
+- a Redis lease (``auditq.lease.RedisLease``, shared with the sealer),
 - a lease row in the store (``alert_take_lease()``, the same in SQL and over PostgREST).
 
 A process leads while it holds **every lease whose backend answers**; it renews both on
@@ -24,57 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
-import uuid
 
 import redis
 
 from auditq.alerts.repo import Repo
+from auditq.lease import RedisLease
 from auditq.stores import StoreError
 
 log = logging.getLogger(__name__)
-
-_TAKE_OR_RENEW = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-def holder_token() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-class RedisLease:
-    """One holder at a time, which must renew it before ``ttl`` runs out."""
-
-    def __init__(self, client: redis.Redis, key: str, ttl: float, token: str):
-        self.key = key
-        self.ttl_ms = max(1, int(ttl * 1000))
-        self.token = token
-        self._take = client.register_script(_TAKE_OR_RENEW)
-        self._release = client.register_script(_RELEASE)
-
-    def acquire(self) -> bool:
-        """Take the lease, or renew it if this holder has it. False if another holds it."""
-        return bool(self._take(keys=[self.key], args=[self.token, self.ttl_ms]))
-
-    def release(self) -> None:
-        self._release(keys=[self.key], args=[self.token])
 
 
 class StoreLease:

@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from auditq.alerts import content
 from auditq.alerts.metrics import METRICS
 from auditq.alerts.rules import NO_DATA, OPS, SEVERITIES
 
@@ -63,13 +64,17 @@ def one_of(value: str, choices: Iterable[str]) -> str:
 # --- rules ----------------------------------------------------------------------------------
 
 
+Scalar = str | int | float | bool
+
+
 class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=100)
-    metric: str
-    op: Literal[">", ">=", "<", "<="]
-    threshold: float
+    kind: Literal["metric", "event", "event_rate", "seal_head"] = "metric"
+    metric: str | None = None
+    op: Literal[">", ">=", "<", "<="] | None = None
+    threshold: float | None = None
     clear_threshold: float | None = None
     for_seconds: int = Field(default=0, ge=0, le=MAX_SECONDS)
     keep_firing_seconds: int = Field(default=0, ge=0, le=MAX_SECONDS)
@@ -79,11 +84,43 @@ class RuleIn(BaseModel):
     repeat_seconds: int = Field(default=0, ge=0, le=MAX_SECONDS)
     send_resolved: bool = True
     enabled: bool = True
+    # event and event_rate rules (auditq.alerts.content)
+    match: dict[str, Scalar | list[Scalar]] | None = None
+    group_by: str | None = None
+    window_seconds: int | None = None
 
     @field_validator("metric")
     @classmethod
-    def _metric(cls, value: str) -> str:
-        return one_of(value, METRICS)
+    def _metric(cls, value: str | None) -> str | None:
+        return value if value is None else one_of(value, METRICS)
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must name at least one field")
+        for name, wanted in value.items():
+            if not content.is_field(name):
+                raise ValueError(f"unknown field {name!r}: {content.FIELDS_HELP}")
+            if isinstance(wanted, list) and not wanted:
+                raise ValueError(f"{name}: an empty list matches nothing")
+        return value
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, value: str | None) -> str | None:
+        if value is not None and value not in content.GROUP_BY and not content.is_metadata(value):
+            raise ValueError("must be one of " + ", ".join(content.GROUP_BY) + " or metadata.<key>")
+        return value
+
+    @field_validator("window_seconds")
+    @classmethod
+    def _window(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= content.MAX_WINDOW:
+            raise ValueError(f"must be between 1 and {content.MAX_WINDOW} seconds (a day)")
+        return value
 
     @field_validator("threshold", "clear_threshold")
     @classmethod
@@ -120,11 +157,36 @@ class RuleIn(BaseModel):
 RULE_FIELDS = tuple(RuleIn.model_fields)
 
 
+# What each kind needs; the fields of the other kinds are cleared when it is saved.
+NEEDS = {
+    "metric": ("metric", "op", "threshold"),
+    "event": ("match",),
+    "event_rate": ("match", "group_by", "window_seconds", "op", "threshold"),
+    "seal_head": (),
+}
+KIND_FIELDS = {
+    "metric": ("metric", "for_seconds", "keep_firing_seconds", "no_data"),
+    "event": ("match",),
+    "event_rate": ("match", "group_by", "window_seconds"),
+    "seal_head": (),
+}
+
+
 def parse_rule(data: Mapping[str, Any]) -> RuleIn:
     try:
-        return RuleIn.model_validate(dict(data))
+        rule = RuleIn.model_validate(dict(data))
     except ValidationError as error:
         raise errors_of(error) from None
+    missing = [name for name in NEEDS[rule.kind] if getattr(rule, name) is None]
+    if missing:
+        raise InvalidInput([(name, f"required for {rule.kind} rules") for name in missing])
+    unused = {name for fields in KIND_FIELDS.values() for name in fields} - set(
+        KIND_FIELDS[rule.kind]
+    )
+    cleared = {name: RuleIn.model_fields[name].get_default() for name in unused}
+    if rule.kind in ("event", "seal_head"):
+        cleared |= {"op": None, "threshold": None, "clear_threshold": None}
+    return rule.model_copy(update=cleared)
 
 
 __all__ = [

@@ -64,6 +64,8 @@ def _value(value: Any) -> str:
 
 def describe(message: Mapping[str, Any]) -> str:
     """One line: what is wrong, measured against what."""
+    if message.get("summary"):  # a content rule says what happened itself
+        return f"{message['summary']}; severity {message['severity']}"
     line = (
         f"{message['metric']} = {_value(message.get('value'))}"
         f" (rule: {message['metric']} {message['op']} {_value(message['threshold'])}"
@@ -124,13 +126,18 @@ def webhook_payload(channel_name: str, message: Mapping[str, Any]) -> dict[str, 
         "rule_id": str(message.get("rule_id") or ""),
         "service": "auditq",
     }
+    if message.get("group_by"):  # event_rate: one alert per group value
+        labels[message["group_by"]] = str(message["group"])
+    if message.get("event"):  # event: the event it is about
+        labels["event_id"] = str(message["event"]["id"])
+        labels["action"] = str(message["event"]["action"])
     annotations = {
         "summary": title(message),
         "description": describe(message),
         "value": _value(message.get("value")),
         "threshold": f"{message['op']} {_value(message['threshold'])}",
     }
-    url = message.get("dashboard_url") or ""
+    url = message.get("event_url") or message.get("dashboard_url") or ""
     alert = {
         "status": status,
         "labels": labels,

@@ -74,6 +74,10 @@ class Repo(Protocol):
 
     def release_lease(self, name: str, holder: str) -> None: ...
 
+    def call(self, function: str, params: Mapping[str, Any]) -> Any:
+        """The value of SQL function ``public.<function>`` called with named ``params``
+        (JSON-like values); the same call over psycopg and PostgREST's rpc."""
+
     def close(self) -> None: ...
 
 
@@ -270,6 +274,14 @@ class PostgresRepo:
     def release_lease(self, name, holder):
         self._run(sql.SQL("select public.alert_release_lease(%s, %s)"), [name, holder])
 
+    def call(self, function, params):
+        args = sql.SQL(", ").join(
+            sql.SQL("{} => %s").format(sql.Identifier(name)) for name in params
+        )
+        query = sql.SQL("select public.{}({}) as value").format(sql.Identifier(function), args)
+        values = [Jsonb(v) if isinstance(v, dict | list) else v for v in params.values()]
+        return self._run(query, values)[0]["value"]
+
     def close(self):
         self._db.close()
 
@@ -374,6 +386,9 @@ class SupabaseRepo:
 
     def release_lease(self, name, holder):
         _execute(self.client.rpc("alert_release_lease", {"p_name": name, "p_holder": holder}))
+
+    def call(self, function, params):
+        return _execute(self.client.rpc(function, dict(params))).data
 
     def close(self):
         self.client.postgrest.session.close()

@@ -54,9 +54,9 @@ def elapsed(now: float, since: float | None, seconds: float) -> bool:
 class Rule:
     id: str
     name: str
-    metric: str
-    op: str
-    threshold: float
+    metric: str | None = None  # kind "metric"
+    op: str = ">"
+    threshold: float = 0.0
     clear_threshold: float | None = None
     for_seconds: int = 0
     keep_firing_seconds: int = 0
@@ -66,13 +66,20 @@ class Rule:
     repeat_seconds: int = 0
     send_resolved: bool = True
     enabled: bool = True
+    # kinds "event" and "event_rate" (auditq.alerts.content)
+    kind: str = "metric"
+    match: dict[str, Any] | None = field(default=None, hash=False)
+    group_by: str | None = None
+    window_seconds: int | None = None
+    created_at: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Rule:
         names = cls.__dataclass_fields__
-        values = {k: v for k, v in row.items() if k in names}
+        values = {k: v for k, v in row.items() if k in names and v is not None}
         values["channel_ids"] = tuple(str(c) for c in values.get("channel_ids") or ())
-        values["threshold"] = float(values["threshold"])
+        if values.get("threshold") is not None:
+            values["threshold"] = float(values["threshold"])
         if values.get("clear_threshold") is not None:
             values["clear_threshold"] = float(values["clear_threshold"])
         return cls(**values)
@@ -93,7 +100,20 @@ class Rule:
         return not _compare(value, self.op, self.clear_at)
 
     def describe(self) -> str:
+        if self.kind == "event":
+            return "event matches " + _match_text(self.match)
+        if self.kind == "seal_head":
+            return "each new seal head"
+        if self.kind == "event_rate":
+            return (
+                f"events matching {_match_text(self.match)} per {self.group_by}"
+                f" in {self.window_seconds} s {self.op} {_fmt(self.threshold)}"
+            )
         return f"{self.metric} {self.op} {_fmt(self.threshold)}"
+
+
+def _match_text(match: Mapping[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (match or {}).items())
 
 
 def fingerprint(rule_id: str) -> str:
@@ -129,6 +149,7 @@ class RuleState:
     notified_at: float | None = None  # last trigger or repeat (the repeat timer)
     repeats: int = 0
     last_value: float | None = None
+    groups: dict[str, Any] = field(default_factory=dict, hash=False)  # event_rate: per value
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | None) -> RuleState:

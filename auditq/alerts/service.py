@@ -18,6 +18,7 @@ import redis
 from auditq.alerts import channels as channel_kinds
 from auditq.alerts import metrics as metrics_mod
 from auditq.alerts.channels import CHANNEL_FIELDS, parse_channel, public_channel
+from auditq.alerts.content import ContentRules
 from auditq.alerts.messages import build_message, outbox_row
 from auditq.alerts.models import RULE_FIELDS, InvalidInput, parse_rule
 from auditq.alerts.notifiers import Link
@@ -136,11 +137,20 @@ class AlertService:
                     "state": state.get("state", "normal") if rule["enabled"] else "disabled",
                     "since_at": state.get("since_at"),
                     "firing_at": state.get("firing_at"),
-                    "value": values.get(rule["metric"]),
+                    "value": values.get(rule["metric"])
+                    if rule["kind"] == "metric"
+                    else state.get("last_value"),
+                    "condition": Rule.from_row(rule).describe(),
                     "silenced": rule["id"] in silenced,
                 }
             )
         return out
+
+    def preview(self, match: Any, now: float | None = None) -> int:
+        """Events the match selects in the last hour; InvalidInput naming ``match`` if bad."""
+        rule = parse_rule({"name": "preview", "kind": "event", "match": match})
+        assert rule.match is not None
+        return ContentRules(self.repo).preview(rule.match, time.time() if now is None else now)
 
     def firing(self) -> list[dict[str, Any]]:
         """Rules whose alert is firing (or recovering), most severe first."""
@@ -160,7 +170,9 @@ class AlertService:
     def current_metrics(self, now: float | None = None) -> dict[str, float | None]:
         if self.redis is None:
             return dict.fromkeys(metrics_mod.METRICS)
-        return metrics_mod.collect(self.redis, self.keys, self.settings.heartbeat_ttl, now)
+        return metrics_mod.collect(
+            self.redis, self.keys, self.settings.heartbeat_ttl, now, self.settings.shards
+        )
 
     def evaluator_status(self) -> dict[str, Any] | None:
         if self.redis is None:

@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 import redis
 
-from auditq.alerts.lease import RedisLease, holder_token
 from auditq.config import Settings
 from auditq.keys import Keys
+from auditq.lease import RedisLease, holder_token
 from auditq.retention import status
 from auditq.retention.partitions import maintain
 from auditq.stores import StoreError

@@ -11,9 +11,9 @@ from typing import Any
 
 import redis
 
-from auditq.alerts.lease import RedisLease, holder_token
 from auditq.config import ConfigError, Settings
 from auditq.keys import Keys
+from auditq.lease import RedisLease, holder_token
 from auditq.seals import signing
 from auditq.seals.sealer import PASS_BUDGET, seal_pass
 from auditq.stores import Store, StoreError

@@ -9,6 +9,8 @@ data from the context processor at the bottom.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from typing import Any
@@ -25,6 +27,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from auditq.alerts.channels import KINDS, secrets_of
+from auditq.alerts.content import GROUP_BY
 from auditq.alerts.metrics import METRICS
 from auditq.alerts.models import RULE_FIELDS, InvalidInput
 from auditq.alerts.rules import NO_DATA, OPS, SEVERITIES
@@ -88,11 +91,22 @@ def index() -> str:
 
 
 def _rule_form_values(form) -> dict[str, Any]:
-    """The form as the rule model's input (numbers stay text: the model parses them)."""
-    values: dict[str, Any] = {name: form.get(name, "").strip() for name in RULE_FIELDS}
-    values["clear_threshold"] = values["clear_threshold"] or None
+    """The form as the rule model's input (numbers stay text: the model parses them). The
+    form shows only its kind's fields; the others are left out (the model's defaults)."""
+    values: dict[str, Any] = {
+        name: form.get(name, "").strip() for name in RULE_FIELDS if name in form
+    }
     for name in ("for_seconds", "keep_firing_seconds", "repeat_seconds"):
-        values[name] = values[name] or "0"
+        if name in values:
+            values[name] = values[name] or "0"
+    for name in ("metric", "op", "threshold", "clear_threshold", "match", "window_seconds"):
+        if name in values:
+            values[name] = values[name] or None
+    values["kind"] = values.get("kind") or "metric"
+    if values.get("match"):
+        # A JSON object typed into the form; text that is not JSON is refused by the model.
+        with contextlib.suppress(ValueError):
+            values["match"] = json.loads(values["match"])
     values["channel_ids"] = form.getlist("channel_ids")
     values["send_resolved"] = _yes(form, "send_resolved")
     values["enabled"] = _yes(form, "enabled")
@@ -101,6 +115,10 @@ def _rule_form_values(form) -> dict[str, Any]:
 
 _RULE_DEFAULTS = {
     "name": "",
+    "kind": "metric",
+    "match": "",
+    "group_by": "ip",
+    "window_seconds": 300,
     "metric": "queue_length",
     "op": ">",
     "threshold": "",
@@ -118,6 +136,9 @@ _RULE_DEFAULTS = {
 
 def _render_rule_form(values, errors, rule_id=None, status=200) -> ResponseReturnValue:
     svc = service()
+    values = dict(values)
+    if isinstance(values.get("match"), dict):  # shown as the JSON it is typed in
+        values["match"] = json.dumps(values["match"], ensure_ascii=False)
     return render_template(
         "alerts/rule_form.html",
         **_context(
@@ -126,8 +147,19 @@ def _render_rule_form(values, errors, rule_id=None, status=200) -> ResponseRetur
             rule_id=rule_id,
             channels=svc.list_channels(),
             tab="rules",
+            rule_kinds=RULE_KINDS,
+            group_by_choices=GROUP_BY,
         ),
     ), status
+
+
+# The form shows the fields of one kind; a new rule's kind is picked by a link (no script).
+RULE_KINDS = {
+    "metric": "auditq's metrics",
+    "event": "each matching event",
+    "event_rate": "matching events per source",
+    "seal_head": "each new seal head (a copy off-box)",
+}
 
 
 @bp.route("/rules/new")
@@ -136,7 +168,24 @@ def new_rule() -> ResponseReturnValue:
     values = dict(_RULE_DEFAULTS)
     if request.args.get("metric") in METRICS:
         values["metric"] = request.args["metric"]
+    if request.args.get("kind") in RULE_KINDS:
+        values["kind"] = request.args["kind"]
     return _render_rule_form(values, {})
+
+
+@bp.route("/rules/preview")
+@admin_only
+def preview_rule() -> ResponseReturnValue:
+    """The form's "preview: N events matched in the last hour" line (htmx, on change)."""
+    try:
+        match = json.loads(request.args.get("match") or "null")
+    except ValueError:
+        match = request.args.get("match")
+    try:
+        count = service().preview(match)
+    except InvalidInput as error:
+        return render_template("alerts/_preview.html", error=error.as_dict().get("match"))
+    return render_template("alerts/_preview.html", count=count)
 
 
 @bp.route("/rules/new", methods=["POST"])

@@ -378,6 +378,12 @@ def test_the_evaluator_seeds_the_default_rules(pg_repo, settings, redis_client):
         "failed_batches",
         "drops",
         "redis_down",
+        "verify_findings",
+        "unsealed_age",
+        "reconcile_gap",
+        "admin_granted",
+        "failed_logins",
+        "ban_lifted",
     }
 
 

@@ -2,9 +2,12 @@
 
 import pytest
 
-from auditq.alerts.metrics import METRICS, collect
+from auditq.alerts.metrics import METRICS, collect, store_metrics
+from auditq.events import AuditEvent
 from auditq.queue import connect
+from auditq.seals.status import save_verify
 from auditq.stats import latency_field, window_weights
+from auditq.stores.postgres import PostgresStore
 from tests.auditq.alerts.helpers import KEYS, set_queue
 
 MINUTE = 29_000_000  # an epoch minute
@@ -29,6 +32,9 @@ def test_all_metrics_have_values_on_an_idle_system(redis_client):
         "batch_latency_p95_ms": None,
         "critical_deferred": 0.0,
         "redis_up": 1.0,
+        "verify_findings": None,  # verify never ran
+        "reconcile_gap": 0.0,
+        "unsealed_age_seconds": None,  # from the store, not Redis (store_metrics)
     }
 
 
@@ -78,3 +84,26 @@ def test_an_unreachable_redis_is_no_data_and_redis_down():
     values = collect(dead, KEYS, 30, now=T)
     assert values.pop("redis_up") == 0.0
     assert set(values.values()) == {None}
+
+
+def test_seal_verify_findings_and_the_reconcile_gap(redis_client):
+    save_verify(redis_client, KEYS, {"findings": [{"kind": "modified"}] * 3})
+    redis_client.hset(KEYS.counters, mapping={"enqueued": 10, "inserted": 6, "duplicates": 1})
+    set_queue(redis_client, 1)  # 10 in, 7 out, 1 still queued: 2 unaccounted
+    values = collect(redis_client, KEYS, 30, now=T)
+    assert values["verify_findings"] == 3
+    assert values["reconcile_gap"] == 2
+    save_verify(redis_client, KEYS, {"error": "store unreachable"})
+    assert collect(redis_client, KEYS, 30, now=T)["verify_findings"] is None
+
+
+def test_the_age_of_the_oldest_unsealed_row_comes_from_the_store(store):
+    assert store_metrics(store) == {"unsealed_age_seconds": 0.0}  # nothing stored
+    store.insert_events([AuditEvent(action="probe")])
+    assert store_metrics(store)["unsealed_age_seconds"] >= 0.0
+    assert store_metrics(None) == {"unsealed_age_seconds": None}  # sealing is off
+
+
+def test_an_unreachable_store_is_no_data():
+    down = PostgresStore("postgresql://auditq@127.0.0.1:1/none", timeout=0.5)
+    assert store_metrics(down) == {"unsealed_age_seconds": None}

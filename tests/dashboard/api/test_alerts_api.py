@@ -39,6 +39,15 @@ def rule_body(**kw):
     return {"name": "Queue", "metric": "queue_length", "op": ">", "threshold": 5000} | kw
 
 
+def event_body(**kw):
+    return {"name": "Admin granted", "kind": "event", "match": {"action": "role.grant"}} | kw
+
+
+def rate_body(**kw):
+    body = {"name": "Failed logins", "kind": "event_rate", "match": {"action": "login.failed"}}
+    return body | {"group_by": "ip", "window_seconds": 300, "op": ">", "threshold": 20} | kw
+
+
 def audit_actions(dsn):
     with psycopg.connect(dsn) as conn:
         return [
@@ -189,6 +198,19 @@ def test_rules_round_trip(api, redis_client, keys):
         (rule_body(send_resolved="perhaps"), "send_resolved"),
         (rule_body(extra=1), "extra"),
         ({"metric": "queue_length", "op": ">", "threshold": 1}, "name"),
+        # event and event_rate rules (issue 18)
+        (event_body(match={"acton": "role.grant"}), "match"),
+        (event_body(match={}), "match"),
+        (event_body(match={"action": []}), "match"),
+        (event_body(match=None), "match"),
+        (event_body(severity="loud"), "severity"),
+        (event_body(kind="events"), "kind"),
+        (rate_body(window_seconds=0), "window_seconds"),
+        (rate_body(window_seconds=86401), "window_seconds"),
+        (rate_body(group_by="email"), "group_by"),
+        (rate_body(group_by=None), "group_by"),
+        (rate_body(threshold=None), "threshold"),
+        (rate_body(surprise=True), "surprise"),
     ],
 )
 def test_invalid_rules_get_400_naming_the_field(api, body, field):
@@ -270,3 +292,20 @@ def test_channels_to_internal_addresses_are_refused_by_default(make_app, receive
     slack = {"name": "probe", "kind": "slack", "config": {"url": url.format(port=port)}}
     assert client.post("/api/v1/channels", json=slack, headers=AUTH).status_code == 400
     assert receiver.requests == []
+
+
+def test_event_rules_round_trip_and_a_metric_rule_stays_a_metric_rule(api):
+    match = {"action": "role.grant", "metadata.role": ["admin", "owner"]}
+    created = api("POST", "/alert-rules", event_body(match=match))
+    assert created.status_code == 201, created.json
+    rule = created.json
+    assert rule["kind"] == "event" and rule["match"] == match and rule["metric"] is None
+    assert api("GET", f"/alert-rules/{rule['id']}").json["match"] == match
+    rate = api("POST", "/alert-rules", rate_body(group_by="metadata.ip_range")).json
+    assert (rate["kind"], rate["group_by"], rate["window_seconds"]) == (
+        "event_rate",
+        "metadata.ip_range",
+        300,
+    )
+    metric = api("POST", "/alert-rules", rule_body()).json
+    assert metric["kind"] == "metric" and metric["match"] is None

@@ -114,6 +114,38 @@ def test_create_a_rule_with_the_form_and_see_validation_errors(admin, svc, clean
     assert svc.list_rules() == []
 
 
+def test_the_rule_form_adapts_to_the_kind_and_previews_the_match(admin, svc, clean_db):
+    page = admin.get("/alerts/rules/new?kind=event_rate").get_data(as_text=True)
+    assert 'name="match"' in page and 'name="group_by"' in page and 'name="window_seconds"' in page
+    assert 'name="metric"' not in page and 'name="for_seconds"' not in page
+    event_page = admin.get("/alerts/rules/new?kind=event").get_data(as_text=True)
+    assert 'name="match"' in event_page and 'name="threshold"' not in event_page
+    assert 'name="metric"' in admin.get("/alerts/rules/new").get_data(as_text=True)
+    with psycopg.connect(clean_db) as conn:  # two grants an hour ago or less, one older
+        conn.execute(
+            "insert into public.audit_logs (id, occurred_at, action, metadata) values"
+            " (gen_random_uuid(), now(), 'role.grant', '{\"role\": \"admin\"}'),"
+            " (gen_random_uuid(), now() - interval '10 minutes', 'role.grant', '{}'),"
+            " (gen_random_uuid(), now() - interval '2 hours', 'role.grant', '{}')"
+        )
+    preview = admin.get('/alerts/rules/preview?match={"action": "role.grant"}')
+    assert "preview: 2 events matched in the last hour" in preview.get_data(as_text=True)
+    one = admin.get('/alerts/rules/preview?match={"metadata.role": ["admin", "owner"]}')
+    assert "preview: 1 event matched in the last hour" in one.get_data(as_text=True)
+    bad = admin.get('/alerts/rules/preview?match={"acton": "x"}').get_data(as_text=True)
+    assert "unknown field" in bad
+    fields = {"name": "Admin", "kind": "event", "severity": "critical", "enabled": "1"}
+    refused = form(admin, "/alerts/rules/new", {**fields, "match": "{}"})
+    assert refused.status_code == 400 and "at least one field" in refused.get_data(as_text=True)
+    created = form(admin, "/alerts/rules/new", {**fields, "match": '{"action": "role.grant"}'})
+    assert created.status_code == 303
+    (rule,) = svc.list_rules()
+    assert rule["kind"] == "event" and rule["match"] == {"action": "role.grant"}
+    edit = admin.get(f"/alerts/rules/{rule['id']}/edit").get_data(as_text=True)
+    assert 'value="{&#34;action&#34;: &#34;role.grant&#34;}"' in edit
+    assert "event matches action=role.grant" in admin.get("/alerts/").get_data(as_text=True)
+
+
 def test_every_form_needs_csrf(admin, svc):
     response = admin.post("/alerts/rules/new", data=RULE_FORM)
     assert response.status_code == 400
