@@ -4,6 +4,7 @@ import pytest
 
 from auditq.alerts.metrics import METRICS, collect, store_metrics
 from auditq.events import AuditEvent
+from auditq.keys import shard_keys
 from auditq.queue import connect
 from auditq.seals.status import save_verify
 from auditq.stats import latency_field, window_weights
@@ -107,3 +108,23 @@ def test_the_age_of_the_oldest_unsealed_row_comes_from_the_store(store):
 def test_an_unreachable_store_is_no_data():
     down = PostgresStore("postgresql://auditq@127.0.0.1:1/none", timeout=0.5)
     assert store_metrics(down) == {"unsealed_age_seconds": None}
+
+
+def test_queue_figures_drops_and_the_gap_are_summed_over_the_shards(redis_client):
+    # Three shards, as AUDITQ_SHARDS=3 makes them: shard 0 keeps today's keys.
+    shards = shard_keys(KEYS.prefix, 3)
+    for n, shard in enumerate(shards, start=1):
+        for i in range(n):
+            redis_client.xadd(shard.stream, {"event": f'{{"action": "probe", "n": {i}}}'})
+        redis_client.xadd(shard.dead, {"event": "{}", "reason": "bad"})
+        redis_client.hset(shard.minute(MINUTE), mapping={"dropped_queue_full": n})
+        # enqueued = stored + still queued on each shard, except one event lost on shard 2
+        redis_client.hset(shard.counters, mapping={"enqueued": 10 + n + (n == 2), "inserted": 10})
+    values = collect(redis_client, KEYS, heartbeat_ttl=30, now=T + 59, shards=3)
+    assert values["queue_length"] == 6.0
+    assert values["dead_letters"] == 3.0
+    assert values["drops_per_minute"] == pytest.approx(6.0)
+    assert values["reconcile_gap"] == 1.0
+    # A process configured with one shard still reads every shard any process used.
+    redis_client.set(KEYS.shards, 3)
+    assert collect(redis_client, KEYS, heartbeat_ttl=30, now=T + 59)["queue_length"] == 6.0
