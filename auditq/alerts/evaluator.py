@@ -47,6 +47,7 @@ from auditq.config import Settings
 from auditq.keys import Keys
 from auditq.lease import RedisLease, holder_token
 from auditq.queue import connect
+from auditq.scheduling import every
 from auditq.seals import status as seal_status
 from auditq.stores import Store, StoreError, open_store
 
@@ -361,21 +362,13 @@ def add_job(scheduler: Any, settings: Settings, *, seed: bool = True) -> Evaluat
     except ValueError as error:
         log.warning("alerts: evaluator not started: %s", error)
         return None
-    from apscheduler.executors.pool import ThreadPoolExecutor
-
-    # A thread of its own: a slow receiver never delays the host's other jobs.
-    with contextlib.suppress(ValueError):  # already added
-        scheduler.add_executor(ThreadPoolExecutor(1), EXECUTOR)
-    scheduler.add_job(
+    every(
+        scheduler,
+        EXECUTOR,
         evaluator.tick,
-        "interval",
-        seconds=settings.alert_interval,
+        settings.alert_interval,
         id="auditq-alerts",
         name="alert evaluation",
-        executor=EXECUTOR,
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
         replace_existing=True,
     )
     atexit.register(evaluator.close)  # hand the lease over at once on a clean exit

@@ -19,6 +19,7 @@ from auditq.keys import Keys
 from auditq.lease import RedisLease, holder_token
 from auditq.retention import status
 from auditq.retention.partitions import maintain
+from auditq.scheduling import every
 from auditq.stores import StoreError
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,6 @@ def _maintain_partitions(settings: Settings) -> None:
 
 def add_jobs(scheduler: Any, settings: Settings, client: redis.Redis) -> list[LeasedJob]:
     """Schedule the retention jobs on an APScheduler scheduler (a thread of their own)."""
-    from apscheduler.executors.pool import ThreadPoolExecutor
-
-    scheduler.add_executor(ThreadPoolExecutor(1), EXECUTOR)
     partitions = LeasedJob(
         "partitions", client, settings.prefix, lambda: _maintain_partitions(settings)
     )
@@ -98,14 +96,4 @@ def add_jobs(scheduler: Any, settings: Settings, client: redis.Redis) -> list[Le
 
 def _every(scheduler: Any, job: LeasedJob, seconds: float) -> None:
     # First run at start: a worker that restarts more often than daily still runs it.
-    scheduler.add_job(
-        job.run,
-        "interval",
-        seconds=seconds,
-        id=job.name,
-        executor=EXECUTOR,
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
-        next_run_time=datetime.now(UTC),
-    )
+    every(scheduler, EXECUTOR, job.run, seconds, id=job.name, next_run_time=datetime.now(UTC))

@@ -14,6 +14,7 @@ import redis
 from auditq.config import ConfigError, Settings
 from auditq.keys import Keys
 from auditq.lease import RedisLease, holder_token
+from auditq.scheduling import every
 from auditq.seals import signing
 from auditq.seals.sealer import PASS_BUDGET, seal_pass
 from auditq.stores import Store, StoreError
@@ -71,18 +72,5 @@ def add_job(
     except ConfigError as error:
         log.warning("seals: not sealing: %s", error)
         return None
-    from apscheduler.executors.pool import ThreadPoolExecutor
-
-    # A thread of its own: a long pass never delays the drain or the heartbeat.
-    scheduler.add_executor(ThreadPoolExecutor(1), EXECUTOR)
-    scheduler.add_job(
-        job.run,
-        "interval",
-        seconds=settings.seal_interval,
-        id="seal",
-        executor=EXECUTOR,
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
-    )
+    every(scheduler, EXECUTOR, job.run, settings.seal_interval, id="seal")
     return job
