@@ -26,6 +26,7 @@ from auditq.stores.postgres import PostgresStore
 from auditq.stores.supabase import SupabaseStore
 
 NAME = "Seal and verify rates"
+HEADERS = ["what", "seals", "rows/s", "x drain", "client CPU us/row", "store CPU us/row"]
 
 
 def drop_seals(dsn: str) -> None:
@@ -41,10 +42,11 @@ def analyze(dsn: str) -> None:
         conn.execute("analyze public.audit_logs")
 
 
-def timed(run) -> tuple[float, object]:
-    started = time.perf_counter()
+def timed(run) -> tuple[float, float, object]:
+    """Wall seconds, this process's CPU seconds, and the result of ``run()``."""
+    started, cpu = time.perf_counter(), time.process_time()
     result = run()
-    return time.perf_counter() - started, result
+    return time.perf_counter() - started, time.process_time() - cpu, result
 
 
 def main() -> None:
@@ -58,12 +60,14 @@ def main() -> None:
     rows: list[list[object]] = []
     with services() as svc:
         # One worker's drain through each store: each seal/verify rate is compared with the
-        # drain through the same path (PostgREST sits behind the tests' Python gateway,
-        # which spends CPU on the same cores, in both).
+        # drain through the same path (PostgREST behind nginx, bench/common.py, in both).
         drain = {name: drain_rate(svc, name, n, 1) for name in ("supabase", "postgres")}
         analyze(svc.dsn)
-        for name in drain:
-            rows.append([f"drain, 1 worker ({name} store)", "-", f"{drain[name]:,.0f}", "1.00"])
+        for name, run in drain.items():
+            rows.append(
+                [f"drain, 1 worker ({name} store)", "-", f"{run.rate:,.0f}", "1.00",
+                 f"{run.client_us:.1f}", f"{run.store_us:.1f}"]
+            )  # fmt: skip
         stores = {
             "postgres": PostgresStore(svc.dsn, timeout=300),
             "supabase": SupabaseStore(svc.supabase.url, svc.supabase.service_key, timeout=300),
@@ -75,16 +79,21 @@ def main() -> None:
         for i, (name, store) in enumerate([*stores.items(), ("postgres", stores["postgres"])]):
             label = f"{name} store" + (", first reader" if i == 0 else "")
             drop_seals(svc.dsn)
-            seconds, result = timed(lambda s=store: seal_pass(s, signer, 0, budget=3600))
+            seconds, cpu, result = timed(lambda s=store: seal_pass(s, signer, 0, budget=3600))
             assert result.rows == n, result
             rate = n / seconds
-            ratios[name] = rate / drain[name]
-            rows.append([f"seal ({label})", result.seals, f"{rate:,.0f}", f"{ratios[name]:.2f}"])
-            seconds, report = timed(lambda s=store: verify(s, checker))
+            ratios[name] = rate / drain[name].rate
+            rows.append(
+                [f"seal ({label})", result.seals, f"{rate:,.0f}", f"{ratios[name]:.2f}",
+                 f"{cpu / n * 1e6:.1f}", "-"]
+            )  # fmt: skip
+            seconds, cpu, report = timed(lambda s=store: verify(s, checker))
             assert report.ok and report.rows == n, report.findings[:5]
             rate = n / seconds
-            ratio = rate / drain[name]
-            rows.append([f"verify ({label})", report.seals, f"{rate:,.0f}", f"{ratio:.2f}"])
+            rows.append(
+                [f"verify ({label})", report.seals, f"{rate:,.0f}",
+                 f"{rate / drain[name].rate:.2f}", f"{cpu / n * 1e6:.1f}", "-"]
+            )  # fmt: skip
         for store in stores.values():
             store.close()
     verdict = "met" if min(ratios.values()) >= 3 else "NOT met"
@@ -93,8 +102,10 @@ def main() -> None:
         " them and one verify, through each store. The sealer has the database hash the rows"
         " (audit_seal_next, one call per seal) and reads 48 bytes a row; verify reads whole"
         " rows and hashes them in Python. `x drain`: against the drain through the same"
-        " store.\n\n"
-        + table(["what", "seals", "rows/s", "x drain"], rows)
+        " store (PostgREST behind nginx). CPU per row: the worker's (drain) or this process's"
+        " (seal, verify), and the store's (Postgres, plus PostgREST for the supabase store)"
+        " during the drain.\n\n"
+        + table(HEADERS, rows)
         + f"\n\nTarget: sealing >= 3x the one-worker drain rate: **{ratios['postgres']:.1f}x**"
         f" through the postgres store, **{ratios['supabase']:.1f}x** through PostgREST: {verdict}."
     )
