@@ -36,21 +36,19 @@ DEFAULT_KEY_SET = key_set(DEFAULT_KEYS)
 _NESTED = (dict, list, tuple)  # tuples: the Python client serializes them as JSON arrays
 
 
-def has_secret(value: Any, keys: frozenset[str], depth: int = 0, max_depth: int = 64) -> bool:
-    """Whether any dict in ``value`` (nested lists and dicts included) has a redact key."""
-    if depth > max_depth:
-        return False
+def has_secret(value: Any, keys: frozenset[str]) -> bool:
+    """Whether any dict in ``value`` (nested lists and dicts included) has a redact key.
+
+    No depth cut-off: a secret below one would be kept. What it walks is already bounded,
+    metadata by the event model (MAX_METADATA_DEPTH) and a raw entry by its parser."""
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(key, str) and key.lower() in keys:
                 return True
-            if isinstance(item, _NESTED) and has_secret(item, keys, depth + 1, max_depth):
+            if isinstance(item, _NESTED) and has_secret(item, keys):
                 return True
     elif isinstance(value, list | tuple):
-        return any(
-            isinstance(item, _NESTED) and has_secret(item, keys, depth + 1, max_depth)
-            for item in value
-        )
+        return any(isinstance(item, _NESTED) and has_secret(item, keys) for item in value)
     return False
 
 

@@ -68,6 +68,8 @@ def test_the_setting_is_read_from_the_environment(monkeypatch):
         (b'{"action": "x", "metadata": {"token": "t0ken", "n": 1', b"t0ken"),  # not JSON
         (b'{"action": "x", "metadata": {"cvv": 987, "ok": 1', b"987"),
         (b'{"metadata": {"secret": "with \\"quote\\" s3"}} trailing', b"s3"),
+        # Deeper than the event model accepts, so it is dead-lettered: still redacted.
+        (b'{"a": ' * 150 + b'{"password": "deep-s3cret"}' + b"}" * 150, b"deep-s3cret"),
     ],
 )
 def test_an_entry_that_cannot_be_decoded_is_redacted_for_the_dead_letters(raw, secret):
