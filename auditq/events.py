@@ -12,12 +12,16 @@ MAX_METADATA_DEPTH.
 from __future__ import annotations
 
 import math
+import re
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -152,15 +156,26 @@ def _unstorable(value: dict | list | tuple | set | frozenset, depth: int) -> str
     past MAX_METADATA_DEPTH, so a hostile depth (or a cycle) costs no more than a shallow one.
 
     Besides JSON's types it looks into what the Python client serializes as JSON too:
-    tuples and sets become arrays, bytes become strings.
+    tuples and sets become arrays, bytes become strings. Exact types are tested first:
+    every event passes here, and they are what JSON gives.
     """
     if depth > MAX_METADATA_DEPTH:
         return f"is nested deeper than {MAX_METADATA_DEPTH} levels"
-    items = value.items() if isinstance(value, dict) else enumerate(value)
-    for key, item in items:
-        if isinstance(key, str | bytes) and _has_nul(key):
-            return "keys must not contain NUL characters"
-        if isinstance(item, str | bytes):
+    if isinstance(value, dict):
+        for key in value:
+            if (type(key) is str or isinstance(key, str | bytes)) and _has_nul(key):
+                return "keys must not contain NUL characters"
+        items: Iterable[Any] = value.values()
+    else:
+        items = value
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:
+                return "strings must not contain NUL characters"
+        elif kind is bool or item is None:
+            pass
+        elif isinstance(item, str | bytes):
             if _has_nul(item):
                 return "strings must not contain NUL characters"
         elif isinstance(item, float):
@@ -204,6 +219,9 @@ def build_event(
         return data
     if not isinstance(data, dict):
         raise EventError("event", "must be a JSON object")
+    event = _fast_from_dict(data, redact_keys)
+    if event is not None:
+        return event
     try:
         return AuditEvent.model_validate(data, context={"redact_keys": redact_keys})
     except ValidationError as error:
@@ -211,12 +229,31 @@ def build_event(
 
 
 def encode(event: AuditEvent, max_bytes: int) -> str:
-    """The stream payload; refuses events over the size cap."""
-    payload = event.to_json()
+    """The stream payload (the event's JSON without its nulls); refuses events over the cap.
+
+    orjson writes what JSON gives in a few times less than the model's serializer; what it
+    refuses (sets, bytes, integers over 64 bits, keys that are not strings) the model writes.
+    """
+    try:
+        payload = orjson.dumps(
+            {k: v for k, v in event.__dict__.items() if v is not None and k != "pii"},
+            default=uuid_text,
+            option=orjson.OPT_UTC_Z,
+        ).decode()
+    except orjson.JSONEncodeError:
+        payload = event.to_json()
     size = len(payload.encode())
     if size > max_bytes:
         raise EventError("event", f"is {size} bytes, over the {max_bytes}-byte limit")
     return payload
+
+
+def uuid_text(value: Any) -> str:
+    """orjson's ``default``: it writes uuid.UUID itself but not a subclass, such as the
+    uuid6 package's (every id uuid7() makes); anything else stays refused."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError
 
 
 def derived_id(entry_id: str, shard: int = 0) -> uuid.UUID:
@@ -251,12 +288,52 @@ def decode_entry(
     Raises EventError for anything a producer got wrong (no ``event`` field, bad JSON,
     oversized, invalid fields); the worker dead-letters those with the message.
     """
+    (decoded,) = decode_entries([(entry_id, fields)], max_bytes, redact_keys, shard)
+    if isinstance(decoded, Exception):
+        raise decoded
+    return decoded
+
+
+def decode_entries(
+    entries: Sequence[tuple[str, Mapping[Any, bytes | str]]],
+    max_bytes: int,
+    redact_keys: frozenset[str] = DEFAULT_KEY_SET,
+    shard: int = 0,
+) -> list[AuditEvent | Exception]:
+    """``decode_entry`` for a batch of (entry id, fields): each entry's event, or the error
+    that keeps it out (EventError for a producer's mistake; anything else it raised)."""
+    raws = [_payload(fields) for _, fields in entries]
+    survey = _Survey.of([raw for raw in raws if raw is not None])
+    out: list[AuditEvent | Exception] = []
+    for (entry_id, _), raw in zip(entries, raws, strict=True):
+        try:
+            out.append(_decode(entry_id, raw, max_bytes, redact_keys, shard, survey))
+        except Exception as error:  # whatever it is, it is this entry's fault
+            out.append(error)
+    return out
+
+
+def _payload(fields: Mapping[Any, bytes | str]) -> bytes | None:
     raw = fields.get(b"event", fields.get("event"))
+    return raw.encode() if isinstance(raw, str) else raw
+
+
+def _decode(
+    entry_id: str,
+    raw: bytes | None,
+    max_bytes: int,
+    redact_keys: frozenset[str],
+    shard: int,
+    survey: _Survey,
+) -> AuditEvent:
     if raw is None:
         raise EventError("event", "stream entry has no 'event' field")
     if len(raw) > max_bytes:
         raise EventError("event", f"is {len(raw)} bytes, over the {max_bytes}-byte limit")
-    # Parsing and validating in one step (pydantic-core) halves the worker's cost per event.
+    event = _fast_from_json(raw, entry_id, shard, redact_keys, survey)
+    if event is not None:
+        return event
+    # The model decides what the fast path was not sure of, and names the bad field.
     try:
         event = AuditEvent.model_validate_json(raw, context={"redact_keys": redact_keys})
     except ValidationError as error:
@@ -279,12 +356,151 @@ def stored_copy(event: AuditEvent, changes: dict[str, Any]) -> AuditEvent:
     """A copy of a validated event with ``changes`` and no validation, for auditq's own
     steps after it (auditq/pii). What ``model_copy(update=...)`` does, less its generic
     copying of every attribute: the drain calls it for every row with personal fields."""
-    copy = AuditEvent.__new__(AuditEvent)
-    object.__setattr__(copy, "__dict__", {**event.__dict__, **changes})
-    object.__setattr__(copy, "__pydantic_fields_set__", event.__pydantic_fields_set__)
-    object.__setattr__(copy, "__pydantic_extra__", None)
-    object.__setattr__(copy, "__pydantic_private__", None)
-    return copy
+    return _assemble({**event.__dict__, **changes}, event.__pydantic_fields_set__)
+
+
+def _assemble(values: dict[str, Any], fields_set: set[str] | None = None) -> AuditEvent:
+    """An event from values that are valid already, in field order (no validation)."""
+    event = AuditEvent.__new__(AuditEvent)
+    object.__setattr__(event, "__dict__", values)
+    # The fast path fills every field (what was missing, from the entry or a default).
+    fields = set(_ALL_FIELDS) if fields_set is None else fields_set
+    object.__setattr__(event, "__pydantic_fields_set__", fields)
+    object.__setattr__(event, "__pydantic_extra__", None)
+    object.__setattr__(event, "__pydantic_private__", None)
+    return event
+
+
+# --- the fast path ---------------------------------------------------------------------------
+# The worker decodes every stream entry and log_many() validates every event, and the model
+# is slow there: pydantic-core calls its Python validators once per field. msgspec checks
+# the same types and limits in C; the few checks it has no word for (NUL, inet, a time
+# Python can hold in UTC, storable metadata, secrets) follow in plain Python, and most of
+# them are settled for a whole entry by looking at its bytes once. Whatever this path is
+# not sure of goes to the model, the reference, which accepts it or names the bad field:
+# so the two give the same event for the same input (tests/auditq/test_events.py compares
+# them on valid and hostile input alike).
+
+_ShortText = Annotated[str, msgspec.Meta(max_length=256)] | None
+
+
+class _Wire(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """AuditEvent's fields (no ``pii``: never from a producer), in its order, with its limits."""
+
+    # Unset when absent (filled in after); null is refused, as the model refuses it.
+    id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)] | msgspec.UnsetType = msgspec.UNSET
+    action: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    category: Category = "normal"
+    actor_type: _ShortText = None
+    actor_id: _ShortText = None
+    target_type: _ShortText = None
+    target_id: _ShortText = None
+    tenant_id: _ShortText = None
+    outcome: Outcome | None = None
+    ip: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    user_agent: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    request_id: _ShortText = None
+    metadata: dict[str, Any] | None = None
+
+
+_WIRE = msgspec.json.Decoder(_Wire)
+# msgspec rounds a time's fraction past microseconds where the model truncates it.
+_LONG_FRACTION = re.compile(rb"\.[0-9]{7}")
+
+
+@dataclass(frozen=True)
+class _Survey:
+    """What one look at a whole batch's bytes settles for every entry in it (a few C-speed
+    scans of the batch cost less than a Python step per entry)."""
+
+    unescaped: bool  # no \u escape: JSON spells a NUL only so (msgspec refuses a raw one)
+    long_fractions: bool  # some number has 7+ fraction digits: maybe a time to truncate
+
+    @classmethod
+    def of(cls, raws: list[bytes]) -> _Survey:
+        joined = b"\n".join(raws)
+        return cls(b"\\u" not in joined, _LONG_FRACTION.search(joined) is not None)
+
+
+_UNSURE = _Survey(unescaped=False, long_fractions=True)  # for a dict: nothing settled
+
+
+def _fast_from_json(
+    raw: bytes, entry_id: str, shard: int, redact_keys: frozenset[str], survey: _Survey
+) -> AuditEvent | None:
+    if survey.long_fractions and _LONG_FRACTION.search(raw):
+        return None
+    try:
+        values = msgspec.structs.asdict(_WIRE.decode(raw))
+    except (msgspec.MsgspecError, ValueError):  # ValueError: invalid UTF-8
+        return None
+    if not _checked(values, redact_keys, raw if survey.unescaped else b""):
+        return None
+    # What the producer left out is taken from the entry, so a redelivery maps to the same row.
+    if values["id"] is msgspec.UNSET:
+        values["id"] = derived_id(entry_id, shard)
+    if values["occurred_at"] is msgspec.UNSET:
+        values["occurred_at"] = entry_time(entry_id)
+    return _assemble(values)
+
+
+def _fast_from_dict(data: dict[str, Any], redact_keys: frozenset[str]) -> AuditEvent | None:
+    when = data.get("occurred_at")
+    if isinstance(when, str) and _LONG_FRACTION.search(when.encode()):
+        return None
+    try:
+        values = msgspec.structs.asdict(msgspec.convert(data, _Wire))
+    except (msgspec.MsgspecError, ValueError, TypeError):
+        return None
+    if not _checked(values, redact_keys, b""):
+        return None
+    if values["id"] is msgspec.UNSET:
+        values["id"] = uuid7()
+    if values["occurred_at"] is msgspec.UNSET:
+        values["occurred_at"] = datetime.now(UTC)
+    return _assemble(values)
+
+
+def _checked(values: dict[str, Any], redact_keys: frozenset[str], plain: bytes) -> bool:
+    """Finish the model's checks on msgspec's values, in place; False if unsure or invalid.
+
+    ``plain``: the entry's JSON if it has no \\u escape (else empty), so that no string in
+    it holds a NUL, and its brackets and length bound what its metadata can hold."""
+    if not plain:
+        for name in TEXT_FIELDS:
+            text = values[name]
+            # A str subclass (an enum) becomes a plain str in the model: let it do that.
+            if text is not None and (type(text) is not str or "\x00" in text):
+                return False
+    when = values["occurred_at"]
+    if when is not msgspec.UNSET and when.tzinfo is not UTC:
+        try:
+            values["occurred_at"] = when.astimezone(UTC)
+        except OverflowError:
+            return False
+    ip = values["ip"]
+    if ip is not None:
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+        except (OSError, ValueError):
+            return False
+    metadata = values["metadata"]
+    if metadata is None:
+        values["metadata"] = {}
+    elif metadata:
+        # Two brackets are the event's and its metadata's own: metadata of plain values,
+        # which msgspec read as JSON (finite floats), short enough to hold no huge integer.
+        if plain and plain.count(b"{") + plain.count(b"[") == 2 and len(plain) <= _INT_DIGITS:
+            secret = not redact_keys.isdisjoint(map(str.lower, metadata))
+        elif _unstorable(metadata, 1) is not None:
+            return False
+        else:
+            secret = bool(redact_keys) and has_secret(metadata, redact_keys)
+        if secret:
+            values["metadata"] = redact(metadata, redact_keys)
+    values["pii"] = None
+    return True
 
 
 def to_row(event: AuditEvent, ingest_path: Literal["queue", "direct"]) -> dict[str, Any]:
@@ -296,3 +512,4 @@ def to_row(event: AuditEvent, ingest_path: Literal["queue", "direct"]) -> dict[s
 
 
 ROW_COLUMNS = (*AuditEvent.model_fields, "ingest_path")
+_ALL_FIELDS = set(AuditEvent.model_fields)

@@ -80,9 +80,10 @@ def _options(url: str, timeout: float | None, retry: type, kwargs: dict) -> dict
     return options
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
-    """One stream entry as the worker sees it."""
+    """One stream entry as the worker sees it (not frozen: the worker builds one per entry,
+    and a frozen dataclass costs three times as much to build)."""
 
     id: str
     fields: dict[bytes, bytes]
@@ -172,14 +173,28 @@ class Queue:
         )
         return {_id(p["message_id"]): p["times_delivered"] for p in pending}
 
-    def ack(self, ids: list[str], pipe: redis.client.Pipeline | None = None) -> None:
-        """Done with these entries: ack and delete them together (after the commit)."""
+    def ack(
+        self,
+        ids: list[str],
+        pipe: redis.client.Pipeline | None = None,
+        *,
+        noted: list[str] | None = None,
+    ) -> None:
+        """Done with these entries: ack and delete them together (after the commit).
+
+        ``noted``: those of them that may have a failure noted (``remember_failure``), to
+        forget with them; None for all. Only an entry delivered before can have one (a
+        stale note of a stream since recreated expires with FAILURE_TTL), so the drain
+        names its redelivered entries only: an HDEL of every id costs as much as the XACK.
+        """
         if not ids:
             return
         target = pipe if pipe is not None else self.redis.pipeline(transaction=True)
         target.xack(self.keys.stream, GROUP, *ids)
         target.xdel(self.keys.stream, *ids)
-        target.hdel(self.keys.failures, *ids)
+        forget = ids if noted is None else noted
+        if forget:
+            target.hdel(self.keys.failures, *forget)
         if pipe is None:
             target.execute()
 

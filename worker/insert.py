@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import redis
 from tenacity import RetryCallState
 
-from auditq.events import AuditEvent, EventError, decode_entry
+from auditq.events import AuditEvent, EventError, decode_entries
 from auditq.pii.writer import Sealer
 from auditq.queue import Entry, Queue
 from auditq.redact import DEFAULT_KEY_SET
@@ -109,12 +109,6 @@ class BatchInserter:
     def consumer(self) -> str:
         return self.status.id
 
-    def decode(self, entry: Entry) -> AuditEvent:
-        """Validate one entry as the producers' clients do (secrets redacted)."""
-        return decode_entry(
-            entry.id, entry.fields, self.max_event_bytes, self.redact_keys, self.queue.shard
-        )
-
     def dead_letter(self, dead: list[tuple[Entry, str]], pipe: redis.client.Pipeline) -> None:
         self.queue.dead_letter(
             dead, pipe, max_bytes=self.max_event_bytes, redact_keys=self.redact_keys
@@ -128,28 +122,36 @@ class BatchInserter:
         """Decode a batch: no lock, and the store only for data keys not cached yet
         (auditq/pii), so the drain can run it while the previous batch is being written
         (worker/pipeline.py)."""
-        outcome = _Outcome()
         items: list[Item] = []
         sizes: list[int] = []
-        for entry in entries:
-            try:
-                items.append((entry, self.decode(entry)))
-                sizes.append(len(entry.fields.get(b"event", b"")))
-            except Exception as error:  # whatever it is, it is this entry's fault
-                outcome.dead.append((entry, reason(error)))
+        dead: list[tuple[Entry, str]] = []
+        # Validated as the producers' clients validate (secrets redacted); shard-aware ids.
+        decoded = decode_entries(
+            [(entry.id, entry.fields) for entry in entries],
+            self.max_event_bytes, self.redact_keys, self.queue.shard,
+        )  # fmt: skip
+        for entry, event in zip(entries, decoded, strict=True):
+            if isinstance(event, Exception):
+                dead.append((entry, reason(event)))
                 log.warning("undecodable entry consumer=%s entry=%s error=%s",
-                            self.consumer, entry.id, reason(error))  # fmt: skip
-        return Decoded(entries, self._seal_ahead(items), sizes, outcome.dead)
+                            self.consumer, entry.id, reason(event))  # fmt: skip
+            else:
+                items.append((entry, event))
+                sizes.append(len(entry.fields.get(b"event", b"")))
+        return Decoded(entries, self._seal_ahead(items), sizes, dead)
 
     def _seal_ahead(self, items: list[Item]) -> list[Item]:
         """Encrypt personal fields here too, on the prefetch thread while the previous batch
         is written (worker/pipeline.py), so it costs the drain little. Best effort: should
         the keys not be readable now, the insert seals them (sealing twice is a no-op) and
         retries a key store failure as it retries the insert."""
+        events = [event for _, event in items]
         try:
-            sealed = self.seal([event for _, event in items])
+            sealed = self.seal(events)
         except StoreError as error:
             log.warning("sealing ahead failed consumer=%s error=%s", self.consumer, error)
+            return items
+        if sealed is events:  # nothing to encrypt (no AUDITQ_PII_KEY)
             return items
         return [(entry, event) for (entry, _), event in zip(items, sealed, strict=True)]
 
@@ -285,7 +287,9 @@ class BatchInserter:
             }
         pipe = self.queue.redis.pipeline(transaction=True)
         self.dead_letter(outcome.dead, pipe)
-        self.queue.ack([entry.id for entry in outcome.stored], pipe)
+        stored = outcome.stored
+        redelivered = [entry.id for entry in stored if entry.deliveries > 1]
+        self.queue.ack([entry.id for entry in stored], pipe, noted=redelivered)
         self.stats.incr(counts, pipe)
         try:
             pipe.execute()

@@ -12,9 +12,11 @@ from typing import Any
 import orjson
 import pydantic_core
 
+from auditq.events import uuid_text
+
 
 def dumps(value: Any) -> bytes:
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, default=uuid_text)
     except orjson.JSONEncodeError:
         return pydantic_core.to_json(value)

@@ -26,7 +26,6 @@ from tests.worker.helpers import (
     row_count,
     totals,
 )
-from worker import insert
 from worker.insert import BatchInserter
 
 
@@ -169,13 +168,16 @@ def test_an_unexpected_error_while_decoding_one_entry_holds_back_no_other(
     payloads = make_events(30)
     entry_ids = enqueue(inserter.queue, payloads)
 
-    # A stand-in for an error of a type nobody foresaw (as OverflowError once was).
-    def decode_entry(entry_id, *args):
+    # A stand-in for an error of a type nobody foresaw (as OverflowError once was), raised
+    # while decoding one entry of the batch.
+    decode_one = events._decode
+
+    def decode(entry_id, *args):
         if entry_id == entry_ids[11]:
             raise TypeError("nobody saw this coming")
-        return events.decode_entry(entry_id, *args)
+        return decode_one(entry_id, *args)
 
-    monkeypatch.setattr(insert, "decode_entry", decode_entry)
+    monkeypatch.setattr(events, "_decode", decode)
     with inserter.lock:
         inserter.handle(read_all(inserter, 100), backlog=False)
 
