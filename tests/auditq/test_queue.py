@@ -70,6 +70,19 @@ def test_consumer_side_reads_acks_and_deletes(redis_url):
     assert queue.length() == 1
 
 
+def test_an_ack_forgets_the_failures_noted_for_the_entries_it_names(redis_url):
+    queue = make_queue(redis_url)
+    queue.ensure_group()
+    queue.enqueue([("normal", '{"action":"a"}')] * 3)
+    first, second, third = [e.id for e in queue.read("w1", count=10)]
+    queue.remember_failure([first, second, third], "postgres 57014: timeout")
+    queue.ack([first, second], noted=[second])
+    assert set(queue.first_failures([first, second, third])) == {first, third}
+    queue.ack([third])  # none named: all of them
+    assert set(queue.first_failures([first, second, third])) == {first}
+    assert queue.length() == 0
+
+
 def test_reclaim_hands_idle_entries_over_with_delivery_counts(redis_url):
     queue = make_queue(redis_url)
     queue.ensure_group()

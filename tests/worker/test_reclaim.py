@@ -170,3 +170,28 @@ def test_a_batch_that_keeps_failing_is_dead_lettered_with_its_first_reason(
         )
     assert drained(redis_client)
     assert not redis_client.exists(KEYS.failures)  # forgotten once dead-lettered
+
+
+def test_a_batch_stored_after_a_failure_forgets_the_failure(
+    queue, redis_url, redis_client, clean_db, monkeypatch
+):
+    queue.ensure_group()
+    payloads = make_events(5)
+    entry_ids = enqueue(queue, payloads)
+    reclaim, store = make_reclaim(redis_url, clean_db)
+    inserter = reclaim.inserter
+
+    def broken(*_args):
+        raise RuntimeError("a stand-in for a bug")
+
+    monkeypatch.setattr(inserter, "_store", broken)
+    with inserter.lock, pytest.raises(RuntimeError):
+        inserter.handle(queue.read(inserter.consumer, 10), backlog=False)
+    assert redis_client.hlen(KEYS.failures) == 5
+    monkeypatch.undo()
+    reclaim.run()  # redelivered (a second delivery) and stored this time
+    store.close()
+
+    assert_exactly_once(clean_db, expected_ids(entry_ids, payloads))
+    assert drained(redis_client)
+    assert not redis_client.exists(KEYS.failures)
