@@ -8,8 +8,6 @@ from auditq.config import ConfigError, load_settings
 from auditq.stores import open_store
 from worker.app import Worker, configure_logging
 
-SWITCH_INTERVAL = 0.0005  # seconds
-
 
 def main() -> int:
     try:
@@ -18,10 +16,6 @@ def main() -> int:
         print(f"worker: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    # The drain stores one batch while the prefetch thread decodes the next (worker/pipeline.py):
-    # when the store answers, the storing thread waits for the GIL until the decoding thread
-    # is made to yield it, 5 ms by default, a large share of a batch's round trip.
-    sys.setswitchinterval(SWITCH_INTERVAL)
     store = open_store(settings, timeout=settings.store_timeout)
     if store is None:
         print("worker: no store configured (set SUPABASE_URL or DATABASE_URL)", file=sys.stderr)
