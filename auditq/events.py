@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -219,9 +218,6 @@ def build_event(
         return data
     if not isinstance(data, dict):
         raise EventError("event", "must be a JSON object")
-    event = _fast_from_dict(data, redact_keys)
-    if event is not None:
-        return event
     try:
         return AuditEvent.model_validate(data, context={"redact_keys": redact_keys})
     except ValidationError as error:
@@ -229,31 +225,12 @@ def build_event(
 
 
 def encode(event: AuditEvent, max_bytes: int) -> str:
-    """The stream payload (the event's JSON without its nulls); refuses events over the cap.
-
-    orjson writes what JSON gives in a few times less than the model's serializer; what it
-    refuses (sets, bytes, integers over 64 bits, keys that are not strings) the model writes.
-    """
-    try:
-        payload = orjson.dumps(
-            {k: v for k, v in event.__dict__.items() if v is not None and k != "pii"},
-            default=uuid_text,
-            option=orjson.OPT_UTC_Z,
-        ).decode()
-    except orjson.JSONEncodeError:
-        payload = event.to_json()
+    """The stream payload; refuses events over the size cap."""
+    payload = event.to_json()
     size = len(payload.encode())
     if size > max_bytes:
         raise EventError("event", f"is {size} bytes, over the {max_bytes}-byte limit")
     return payload
-
-
-def uuid_text(value: Any) -> str:
-    """orjson's ``default``: it writes uuid.UUID itself but not a subclass, such as the
-    uuid6 package's (every id uuid7() makes); anything else stays refused."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError
 
 
 def derived_id(entry_id: str, shard: int = 0) -> uuid.UUID:
@@ -371,15 +348,16 @@ def _assemble(values: dict[str, Any], fields_set: set[str] | None = None) -> Aud
     return event
 
 
-# --- the fast path ---------------------------------------------------------------------------
-# The worker decodes every stream entry and log_many() validates every event, and the model
-# is slow there: pydantic-core calls its Python validators once per field. msgspec checks
-# the same types and limits in C; the few checks it has no word for (NUL, inet, a time
-# Python can hold in UTC, storable metadata, secrets) follow in plain Python, and most of
-# them are settled for a whole entry by looking at its bytes once. Whatever this path is
-# not sure of goes to the model, the reference, which accepts it or names the bad field:
-# so the two give the same event for the same input (tests/auditq/test_events.py compares
-# them on valid and hostile input alike).
+# --- the worker's fast path ------------------------------------------------------------------
+# The worker decodes every stream entry again, and the model is slow there: pydantic-core
+# calls its Python validators once per field. msgspec checks the same types and limits in
+# C; the few checks it has no word for (NUL, inet, a time Python can hold in UTC, storable
+# metadata, secrets) follow in plain Python, and most of them are settled for a whole batch
+# by looking at its bytes once. Whatever this path is not sure of goes to the model, the
+# reference, which accepts it or names the bad field: so the two give the same event for
+# the same entry (tests/auditq/test_events_fast_path.py compares them on valid and hostile
+# input alike). Python dicts (the clients, the HTTP ingest) go to the model: there the
+# fast path measured no faster, a fresh uuid7 costing as much as the validation.
 
 _ShortText = Annotated[str, msgspec.Meta(max_length=256)] | None
 
@@ -423,9 +401,6 @@ class _Survey:
         return cls(b"\\u" not in joined, _LONG_FRACTION.search(joined) is not None)
 
 
-_UNSURE = _Survey(unescaped=False, long_fractions=True)  # for a dict: nothing settled
-
-
 def _fast_from_json(
     raw: bytes, entry_id: str, shard: int, redact_keys: frozenset[str], survey: _Survey
 ) -> AuditEvent | None:
@@ -445,23 +420,6 @@ def _fast_from_json(
     return _assemble(values)
 
 
-def _fast_from_dict(data: dict[str, Any], redact_keys: frozenset[str]) -> AuditEvent | None:
-    when = data.get("occurred_at")
-    if isinstance(when, str) and _LONG_FRACTION.search(when.encode()):
-        return None
-    try:
-        values = msgspec.structs.asdict(msgspec.convert(data, _Wire))
-    except (msgspec.MsgspecError, ValueError, TypeError):
-        return None
-    if not _checked(values, redact_keys, b""):
-        return None
-    if values["id"] is msgspec.UNSET:
-        values["id"] = uuid7()
-    if values["occurred_at"] is msgspec.UNSET:
-        values["occurred_at"] = datetime.now(UTC)
-    return _assemble(values)
-
-
 def _checked(values: dict[str, Any], redact_keys: frozenset[str], plain: bytes) -> bool:
     """Finish the model's checks on msgspec's values, in place; False if unsure or invalid.
 
@@ -470,8 +428,7 @@ def _checked(values: dict[str, Any], redact_keys: frozenset[str], plain: bytes) 
     if not plain:
         for name in TEXT_FIELDS:
             text = values[name]
-            # A str subclass (an enum) becomes a plain str in the model: let it do that.
-            if text is not None and (type(text) is not str or "\x00" in text):
+            if text is not None and "\x00" in text:
                 return False
     when = values["occurred_at"]
     if when is not msgspec.UNSET and when.tzinfo is not UTC:
