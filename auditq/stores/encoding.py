@@ -7,23 +7,14 @@ one that wrote the event's own JSON) accepts, so those rare values still go thro
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import orjson
 import pydantic_core
 
 
-def uuid_text(value: Any) -> str:
-    """orjson's ``default``: it writes uuid.UUID itself but not a subclass, such as the
-    uuid6 package's (every id a client's uuid7() makes); anything else stays refused."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError
-
-
 def dumps(value: Any) -> bytes:
     try:
-        return orjson.dumps(value, default=uuid_text)
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:
         return pydantic_core.to_json(value)

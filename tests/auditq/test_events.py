@@ -154,3 +154,9 @@ def test_edge_values_inside_the_limits_are_accepted():
         }
     )
     assert decode_entry("1-0", {b"event": event.to_json().encode()}, 1_000_000) == event
+
+
+def test_encode_writes_what_orjson_refuses_as_the_model_does():
+    event = build_event({"action": "a", "metadata": {"tags": {"x"}, "big": 2**70, "raw": b"b"}})
+    written = json.loads(encode(event, 65_536))["metadata"]
+    assert written == {"tags": ["x"], "big": 2**70, "raw": "b"}
