@@ -25,6 +25,18 @@ class Fields:
         names = list(names)
         self.columns = [n for n in names if n in ("ip", "user_agent")]
         self.paths = [(n, _path(n)) for n in names if n not in ("ip", "user_agent")]
+        # Metadata holding none of the paths' first keys (most events) has nothing to take.
+        self.heads = frozenset(path[0] for _, path in self.paths)
+
+    def holds(self, event: AuditEvent) -> bool:
+        """Whether ``take`` finds anything in the event, without building what it returns."""
+        for name in self.columns:
+            if getattr(event, name) is not None:
+                return True
+        metadata = event.metadata
+        if self.heads.isdisjoint(metadata):
+            return False
+        return any(_get(metadata, path) is not _MISSING for _, path in self.paths)
 
     def take(self, event: AuditEvent) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the event's personal values by field name, the updates that remove them).
@@ -39,6 +51,8 @@ class Fields:
                 found[name] = value
                 updates[name] = None
         metadata = event.metadata
+        if self.heads.isdisjoint(metadata):
+            return found, updates
         for name, path in self.paths:
             if path[0] in metadata:
                 value = _get(metadata, path)

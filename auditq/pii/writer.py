@@ -55,20 +55,23 @@ class Encryptor:
         Raises StoreUnavailable when the keys cannot be read or created (a writer retries
         it like a failed insert; nothing is stored in clear meanwhile)."""
         # An event sealed already (the worker seals ahead, then again at insert) is skipped.
-        taken = [(e, self.fields.take(e)) for e in events if e.pii is None]
-        todo = [(event, found, updates) for event, (found, updates) in taken if found]
+        # What the events hold is taken one event at a time, once their keys are known, so
+        # a batch never holds all of it at once (fewer live objects: less garbage collection).
+        holds = self.fields.holds
+        todo = [i for i, event in enumerate(events) if event.pii is None and holds(event)]
         if not todo:
             return list(events)
-        keys = self._keys({subject_of(event.actor_id) for event, _, _ in todo})
-        nonces = crypto.nonces(len(todo))
-        changed = {}
-        for event, found, updates in todo:
+        keys = self._keys({subject_of(events[i].actor_id) for i in todo})
+        sealed = list(events)
+        for index, nonce in zip(todo, crypto.nonces(len(todo)), strict=True):
+            event = events[index]
+            found, updates = self.fields.take(event)
             key_id, data_key = keys[subject_of(event.actor_id)]
-            plain = orjson.dumps(found)
-            ciphertext = crypto.encrypt(data_key, event.id, plain, next(nonces))
-            pii = {"v": FORMAT, "k": key_id, "f": list(found), "c": ciphertext}
-            changed[id(event)] = stored_copy(event, {**updates, "pii": pii})
-        return [changed.get(id(event), event) for event in events]
+            ciphertext = crypto.encrypt(data_key, event.id, orjson.dumps(found), nonce)
+            # ``updates`` is take's own dict: it becomes the copy's changes as it is.
+            updates["pii"] = {"v": FORMAT, "k": key_id, "f": list(found), "c": ciphertext}
+            sealed[index] = stored_copy(event, updates)
+        return sealed
 
     def _keys(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:
         with self._lock:

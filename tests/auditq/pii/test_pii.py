@@ -118,6 +118,26 @@ def test_events_without_personal_fields_pass_unchanged(store, clean_db):
         assert conn.execute("select count(*) from audit_pii_keys").fetchone() == (0,)
 
 
+def test_a_mixed_batch_keeps_its_order_and_seals_only_what_holds_personal_fields(store, clean_db):
+    settings = Settings(pii_key=KEY, pii_fields="ip,metadata.customer.email")
+    plain = build_event({"action": "a", "actor_id": "erin", "metadata": {"customer": {"id": 7}}})
+    personal = [
+        build_event({"action": "a", "actor_id": actor, "ip": "192.0.2.1", "metadata": {"n": i}})
+        for i, actor in enumerate(("frank", "grace"))
+    ]
+    seal = sealer(settings, store)
+    (done,) = seal(personal[1:])
+    batch = seal([plain, personal[0], done, plain])
+    assert batch[0] is plain and batch[3] is plain  # near a personal path, not on it
+    assert batch[2] is done  # sealed already: left as it is
+    assert batch[1].id == personal[0].id and batch[1].ip is None
+    assert batch[1].pii["f"] == ["ip"] and batch[1].metadata == {"n": 0}
+    assert seal(batch) == batch
+    with psycopg.connect(clean_db) as conn:  # no key for a subject with nothing to encrypt
+        subjects = conn.execute("select subject from audit_pii_keys order by 1").fetchall()
+    assert subjects == [("frank",), ("grace",)]
+
+
 def test_nested_metadata_fields_and_a_ciphertext_moved_to_another_row(store):
     settings = Settings(pii_key=KEY, pii_fields="metadata.customer.email")
     events = [
