@@ -10,6 +10,7 @@ the stream for another worker to reclaim, which is why exiting early loses nothi
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from worker.batching import AdaptiveBatch
 from worker.heartbeat import Heartbeat, WorkerStatus
 from worker.shards import Shards
 
+YOUNG_OBJECTS = 100_000  # allocations between two young collections (CPython's default: 700)
 log = logging.getLogger(__name__)
 
 # Bounds a hung Redis connection; the worker issues no blocking commands, so a generous
@@ -97,6 +99,14 @@ class Worker:
             "worker started consumer=%s store=%s prefix=%s shards=%d",
             self.status.id, self.store.name, self.settings.prefix, len(self.shards.shards),
         )  # fmt: skip
+        # The collector cost up to a quarter of the drain's CPU (bench/RESULTS.md, pii
+        # section). What start-up made (modules, settings, clients) lives as long as the
+        # process: frozen, no collection walks it. A batch makes tens of thousands of
+        # objects that reference counting frees (no cycles): collecting the young ones
+        # every 100,000 allocations rather than 700 keeps a batch from being walked, and
+        # promoted, again and again while it is stored.
+        gc.freeze()
+        gc.set_threshold(YOUNG_OBJECTS)
         self.scheduler.start()  # blocks until the stop thread has shut it down
         if self._stop_thread is not None:
             self._stop_thread.join()
