@@ -89,7 +89,7 @@ def profile(svc: Services, store_name: str, n: int) -> tuple[list[list], float]:
     waits = [w for frame in inserts for child in frame.children for w in outermost(child, WAIT)]
     steps = [
         ("read from Redis (XREADGROUP + entries)", seconds(outermost(root, [READ]))),
-        ("decode + validate (pydantic-core)", seconds(outermost(root, [DECODE]))),
+        ("decode + validate (msgspec fast path)", seconds(outermost(root, [DECODE]))),
         ("rows -> request (orjson body / COPY rows)", seconds(inserts) - seconds(waits)),
         ("send + wait for the store (POST / COPY end + commit)", seconds(waits)),
         ("ack + counters (one MULTI)", seconds(outermost(root, [FINISH]))),
