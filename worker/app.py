@@ -31,6 +31,7 @@ from worker.batching import AdaptiveBatch
 from worker.heartbeat import Heartbeat, WorkerStatus
 from worker.shards import Shards
 
+YOUNG_OBJECTS = 100_000  # allocations between two young collections (CPython's default: 700)
 log = logging.getLogger(__name__)
 
 # Bounds a hung Redis connection; the worker issues no blocking commands, so a generous
@@ -99,11 +100,14 @@ class Worker:
             self.status.id, self.store.name, self.settings.prefix, len(self.shards.shards),
         )  # fmt: skip
         # The collector cost up to a quarter of the drain's CPU (bench/RESULTS.md, pii
-        # section), walking what start-up made (modules, settings, clients), which lives as
-        # long as the process: frozen, no collection walks it again. (Collecting young
-        # objects less often saved CPU too, but let a batch's cyclic garbage pile up:
-        # +40 MiB of RSS over a million events.)
+        # section). What start-up made (modules, settings, clients) lives as long as the
+        # process: frozen, no collection walks it again. A batch makes tens of thousands of
+        # objects that reference counting frees: collecting the young ones every 100,000
+        # allocations rather than 700 keeps a batch from being walked, and promoted, again
+        # and again while it is stored (nothing of a batch waits in a cycle for it:
+        # worker/insert.py lets go of what the retry hooks held).
         gc.freeze()
+        gc.set_threshold(YOUNG_OBJECTS)
         self.scheduler.start()  # blocks until the stop thread has shut it down
         if self._stop_thread is not None:
             self._stop_thread.join()

@@ -205,43 +205,49 @@ class BatchInserter:
         a part already committed is never sent again, and a failed part is re-split to the
         (now smaller) batch size before the next attempt.
         """
-        pending = [chunk]
-        held_ids = [entry.id for entry in held]
-
-        # Between attempts the batch's lease is renewed (before the sleep and after it), so
-        # the entries look idle to other workers for at most one sleep or one attempt.
-        def before(state: RetryCallState) -> None:
-            if state.attempt_number > 1:
-                self.status.busy = "draining"
-                self.status.retried += 1
-                self.count({"retried": 1})
-                self._renew(held_ids)
-
-        def after(state: RetryCallState) -> None:
-            self._renew(held_ids)
-            outcome.failures += 1
-            self.status.failed_batches += 1
-            self.status.busy = "backoff"
-            self.sizer.failed()
-            self.status.batch_size = self.sizer.size
-            self.count({"failed_batches": 1})
-            error = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "store unavailable consumer=%s attempt=%d rows=%d next_size=%d error=%s",
-                self.consumer, state.attempt_number, sum(map(len, pending)),
-                self.sizer.size, error,
-            )  # fmt: skip
-
         retry = retrying(
             base=self.retry_base,
             cap=self.retry_max,
             stopping=self.status.stopping,
-            before=before,
-            after=after,
+            before=self._before_attempt,
+            after=self._after_failure,
         )
-        retry(self._drain_parts, pending, outcome)
+        retry(self._drain_parts, [chunk], outcome, [entry.id for entry in held])
 
-    def _drain_parts(self, pending: list[list[Item]], outcome: _Outcome) -> None:
+    # The retry hooks read the batch from the call's arguments, not from a closure: tenacity's
+    # Retrying sits in reference cycles until the collector runs, and would hold the batch
+    # with it; the arguments are let go of when the call returns.
+    # Between attempts the batch's lease is renewed (before the sleep and after it), so the
+    # entries look idle to other workers for at most one sleep or one attempt.
+
+    def _before_attempt(self, state: RetryCallState) -> None:
+        if state.attempt_number > 1:
+            _, _, held_ids = state.args
+            self.status.busy = "draining"
+            self.status.retried += 1
+            self.count({"retried": 1})
+            self._renew(held_ids)
+
+    def _after_failure(self, state: RetryCallState) -> None:
+        pending, outcome, held_ids = state.args
+        self._renew(held_ids)
+        outcome.failures += 1
+        self.status.failed_batches += 1
+        self.status.busy = "backoff"
+        self.sizer.failed()
+        self.status.batch_size = self.sizer.size
+        self.count({"failed_batches": 1})
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "store unavailable consumer=%s attempt=%d rows=%d next_size=%d error=%s",
+            self.consumer, state.attempt_number, sum(map(len, pending)),
+            self.sizer.size, error,
+        )  # fmt: skip
+
+    def _drain_parts(
+        self, pending: list[list[Item]], outcome: _Outcome, _held_ids: list[str]
+    ) -> None:
+        """Insert the parts left; ``_held_ids`` is there for the retry hooks (above)."""
         while pending:
             part = pending.pop()
             if len(part) > self.sizer.size:
