@@ -30,12 +30,16 @@ def _as_is(events: Sequence[AuditEvent]) -> Sequence[AuditEvent]:
     return events
 
 
-def sealer(settings: Settings, store: Store) -> Sealer:
-    """What a writer passes its events through before ``store.insert_events``."""
+def sealer(settings: Settings, store: Store, *, owned: bool = False) -> Sealer:
+    """What a writer passes its events through before ``store.insert_events``.
+
+    ``owned``: the writer's events are its own (the worker's, decoded a moment ago), so
+    they are sealed in place instead of copied; a client's events may be its caller's."""
     if settings.pii_key is None or not settings.pii_field_list:
         return _as_is
     keys = crypto.masters(settings)
-    return Encryptor(store, keys, settings.pii_field_list, settings.pii_cache_size).seal
+    encryptor = Encryptor(store, keys, settings.pii_field_list, settings.pii_cache_size)
+    return encryptor.seal_owned if owned else encryptor.seal
 
 
 class Encryptor:
@@ -49,8 +53,10 @@ class Encryptor:
         self._cache: OrderedDict[str, tuple[str, AESGCM]] = OrderedDict()
         self._lock = threading.Lock()  # the drain, reclaim and client threads share it
 
-    def seal(self, events: Sequence[AuditEvent]) -> list[AuditEvent]:
-        """The events with their personal fields replaced by ``pii`` ciphertext.
+    def seal(self, events: Sequence[AuditEvent], *, owned: bool = False) -> list[AuditEvent]:
+        """The events with their personal fields replaced by ``pii`` ciphertext: sealed
+        copies, or, when the events are the caller's ``owned`` ones, the events themselves
+        (a copy per row was a tenth of the worker's cost per event).
 
         Raises StoreUnavailable when the keys cannot be read or created (a writer retries
         it like a failed insert; nothing is stored in clear meanwhile)."""
@@ -70,8 +76,14 @@ class Encryptor:
             ciphertext = crypto.encrypt(data_key, event.id, orjson.dumps(found), nonce)
             # ``updates`` is take's own dict: it becomes the copy's changes as it is.
             updates["pii"] = {"v": FORMAT, "k": key_id, "f": list(found), "c": ciphertext}
-            sealed[index] = stored_copy(event, updates)
+            if owned:  # the fields exist already, so the values keep their column order
+                event.__dict__.update(updates)
+            else:
+                sealed[index] = stored_copy(event, updates)
         return sealed
+
+    def seal_owned(self, events: Sequence[AuditEvent]) -> list[AuditEvent]:
+        return self.seal(events, owned=True)
 
     def _keys(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:
         with self._lock:

@@ -138,6 +138,27 @@ def test_a_mixed_batch_keeps_its_order_and_seals_only_what_holds_personal_fields
     assert subjects == [("frank",), ("grace",)]
 
 
+def test_a_writer_owning_its_events_has_them_sealed_in_place_others_get_copies(store):
+    settings = Settings(pii_key=KEY, pii_fields="ip,metadata.email")
+    data = {"action": "a", "actor_id": "heidi", "ip": "192.0.2.7", "metadata": {"email": "h@x"}}
+    theirs, ours = build_event(data), build_event(data)
+    (copy,) = sealer(settings, store)([theirs])
+    (same,) = sealer(settings, store, owned=True)([ours])
+    assert copy is not theirs and theirs.ip == "192.0.2.7" and theirs.pii is None
+    assert (
+        same is ours
+        and ours.ip is None
+        and ours.metadata == {}
+        and ours.pii["f"]
+        == [
+            "ip",
+            "metadata.email",
+        ]
+    )
+    # The values keep the columns' order, which the stores write them in.
+    assert list(ours.__dict__) == list(theirs.__dict__)
+
+
 def test_nested_metadata_fields_and_a_ciphertext_moved_to_another_row(store):
     settings = Settings(pii_key=KEY, pii_fields="metadata.customer.email")
     events = [
