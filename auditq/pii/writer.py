@@ -94,9 +94,12 @@ class Encryptor:
         if missing:
             found = self._read(missing)
             if new := missing - found.keys():
-                self.store.add_pii_keys([self._new_key(subject) for subject in sorted(new)])
-                # Read back: a writer racing on the same subject may have won the insert.
-                found |= self._read(new)
+                made = {subject: self._new_key(subject) for subject in sorted(new)}
+                added = self.store.add_pii_keys([row for row, _ in made.values()])
+                found |= {s: (made[s][0]["key_id"], made[s][1]) for s in added}
+                # Read back the others: a writer racing on the same subject won the insert.
+                if taken := new - added:
+                    found |= self._read(taken)
             if lost := missing - found.keys():
                 # Only if a key was erased between the insert and the read back.
                 raise StoreUnavailable(f"pii: no data key for {len(lost)} subject(s) yet")
@@ -121,7 +124,9 @@ class Encryptor:
             out[row["subject"]] = (row["key_id"], key)
         return out
 
-    def _new_key(self, subject: str) -> dict[str, str]:
-        key_id = str(uuid.uuid4())
-        return {"subject": subject, "key_id": key_id,
-                "wrapped": crypto.wrap(self.masters[0], key_id, crypto.new_data_key())}  # fmt: skip
+    def _new_key(self, subject: str) -> tuple[dict[str, str], AESGCM]:
+        """A new data key: its row for the store, and the key itself."""
+        key_id, data_key = str(uuid.uuid4()), crypto.new_data_key()
+        row = {"subject": subject, "key_id": key_id,
+               "wrapped": crypto.wrap(self.masters[0], key_id, data_key)}  # fmt: skip
+        return row, AESGCM(data_key)

@@ -109,9 +109,9 @@ class Store(Protocol):
         subject is in ``subjects`` or whose key id is in ``key_ids``."""
         ...
 
-    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> None:
+    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> set[str]:
         """Insert data keys, skipping a subject that has one already (another writer's
-        stays: callers read the keys back after adding)."""
+        stays); the subjects this call inserted a key for (callers read the others back)."""
         ...
 
     def delete_pii_key(self, subject: str) -> bool:

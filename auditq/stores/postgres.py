@@ -286,20 +286,21 @@ class PostgresStore:
                 [list(subjects), list(key_ids)],
             ).fetchall()
 
-    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> None:
+    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> set[str]:
         # One statement for the batch (unnest of three arrays), not a round of its own
         # per key: a backlog with many new subjects creates thousands at once.
         columns = [[row[c] for row in rows] for c in ("subject", "key_id", "wrapped")]
         try:
             with self._db.use() as conn, conn.transaction():
-                conn.execute(
+                added = conn.execute(
                     "insert into public.audit_pii_keys (subject, key_id, wrapped)"
                     " select * from unnest(%s::text[], %s::uuid[], %s::text[])"
-                    " on conflict (subject) do nothing",
+                    " on conflict (subject) do nothing returning subject",
                     columns,
-                )
+                ).fetchall()
         except psycopg.Error as error:
             raise classify(error) from error
+        return {subject for (subject,) in added}
 
     def delete_pii_key(self, subject: str) -> bool:
         try:

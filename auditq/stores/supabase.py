@@ -242,16 +242,17 @@ class SupabaseStore:
                 rows += _run(query).data
         return rows
 
-    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> None:
-        if rows:
-            _run(
-                self.client.table(PII_KEYS).upsert(
-                    list(rows),
-                    on_conflict="subject",
-                    ignore_duplicates=True,
-                    returning=ReturnMethod.minimal,
-                )
-            )
+    def add_pii_keys(self, rows: Sequence[dict[str, str]]) -> set[str]:
+        if not rows:
+            return set()
+        # ignore-duplicates is ON CONFLICT DO NOTHING: only the rows inserted come back.
+        query = self.client.table(PII_KEYS).upsert(
+            list(rows),
+            on_conflict="subject",
+            ignore_duplicates=True,
+            returning=ReturnMethod.representation,
+        )
+        return {row["subject"] for row in _run(query).data}
 
     def delete_pii_key(self, subject: str) -> bool:
         query = self.client.table(PII_KEYS).delete(count=CountMethod.exact).eq("subject", subject)

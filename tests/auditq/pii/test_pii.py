@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import uuid
 
 import psycopg
 import pytest
@@ -157,6 +158,39 @@ def test_a_writer_owning_its_events_has_them_sealed_in_place_others_get_copies(s
     )
     # The values keep the columns' order, which the stores write them in.
     assert list(ours.__dict__) == list(theirs.__dict__)
+
+
+def test_adding_data_keys_reports_only_the_subjects_it_inserted(store, clean_db):
+    first = [{"subject": s, "key_id": str(uuid.uuid4()), "wrapped": "w1"} for s in ("ivy", "jo")]
+    assert store.add_pii_keys(first) == {"ivy", "jo"}
+    again = [{"subject": s, "key_id": str(uuid.uuid4()), "wrapped": "w2"} for s in ("jo", "kim")]
+    assert store.add_pii_keys(again) == {"kim"}
+    kept = {row["subject"]: row["key_id"] for row in store.pii_keys(subjects=["jo"])}
+    assert kept == {"jo": first[1]["key_id"]}  # the first writer's key stays
+
+
+def test_a_writer_that_loses_the_race_for_a_new_key_uses_the_winners(store, clean_db):
+    settings = Settings(pii_key=KEY, pii_fields="ip")
+    event = build_event({"action": "a", "actor_id": "lee", "ip": "192.0.2.9"})
+    (winner,) = sealer(settings, store)([event])
+
+    class Late:  # the loser looked for a key just before the winner inserted it
+        def __init__(self) -> None:
+            self.looked = False
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def pii_keys(self, **kwargs):
+            if not self.looked:
+                self.looked = True
+                return []
+            return store.pii_keys(**kwargs)
+
+    (loser,) = sealer(settings, Late())([event])
+    assert loser.pii["k"] == winner.pii["k"]
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("select count(*) from audit_pii_keys").fetchone() == (1,)
 
 
 def test_nested_metadata_fields_and_a_ciphertext_moved_to_another_row(store):
