@@ -121,16 +121,8 @@ class AuditEvent(BaseModel):
     @field_validator("ip")
     @classmethod
     def _ip(cls, value: str | None) -> str | None:
-        # The worker validates every event again, so this is on the hot path: inet_pton is
-        # C and ~20x faster than ipaddress, and it refuses what Postgres' inet refuses too
-        # (an IPv6 zone id such as fe80::1%eth0, which ipaddress accepts).
-        if value is None:
-            return None
-        family = socket.AF_INET6 if ":" in value else socket.AF_INET
-        try:
-            socket.inet_pton(family, value)
-        except (OSError, ValueError):  # ValueError: an embedded NUL
-            raise ValueError("must be an IPv4 or IPv6 address (no zone id)") from None
+        if value is not None and not _is_inet(value):
+            raise ValueError("must be an IPv4 or IPv6 address (no zone id)")
         return value
 
     @field_validator("metadata", mode="before")
@@ -160,6 +152,17 @@ class AuditEvent(BaseModel):
         return self.model_dump_json(exclude_none=True)
 
 
+def _is_inet(value: str) -> bool:
+    """Whether Postgres' inet takes this address. inet_pton is C and ~20x faster than
+    ipaddress (every entry is checked again by the worker), and it refuses what inet
+    refuses too: an IPv6 zone id such as fe80::1%eth0, which ipaddress accepts."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
+    except (OSError, ValueError):  # ValueError: an embedded NUL
+        return False
+    return True
+
+
 def _unstorable(value: dict | list | tuple | set | frozenset, depth: int) -> str | None:
     """Why jsonb cannot hold this container (None when it can); one pass, no recursion
     past MAX_METADATA_DEPTH, so a hostile depth (or a cycle) costs no more than a shallow one.
@@ -172,7 +175,7 @@ def _unstorable(value: dict | list | tuple | set | frozenset, depth: int) -> str
         return f"is nested deeper than {MAX_METADATA_DEPTH} levels"
     if isinstance(value, dict):
         for key in value:
-            if (type(key) is str or isinstance(key, str | bytes)) and _has_nul(key):
+            if isinstance(key, str | bytes) and _has_nul(key):
                 return "keys must not contain NUL characters"
         items: Iterable[Any] = value.values()
     else:
@@ -453,12 +456,8 @@ def _checked(values: dict[str, Any], redact_keys: frozenset[str], plain: bytes) 
             values["occurred_at"] = when.astimezone(UTC)
         except OverflowError:
             return False
-    ip = values["ip"]
-    if ip is not None:
-        try:
-            socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
-        except (OSError, ValueError):
-            return False
+    if values["ip"] is not None and not _is_inet(values["ip"]):
+        return False
     metadata = values["metadata"]
     if metadata is None:
         values["metadata"] = {}
