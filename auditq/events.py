@@ -328,9 +328,14 @@ def _decode(
     if len(raw) > max_bytes:
         raise EventError("event", f"is {len(raw)} bytes, over the {max_bytes}-byte limit")
     event = _fast_from_json(raw, entry_id, shard, redact_keys, survey)
-    if event is not None:
-        return event
     # The model decides what the fast path was not sure of, and names the bad field.
+    return event if event is not None else model_decode(raw, entry_id, shard, redact_keys)
+
+
+def model_decode(
+    raw: bytes, entry_id: str, shard: int = 0, redact_keys: frozenset[str] = DEFAULT_KEY_SET
+) -> AuditEvent:
+    """One entry decoded by the model alone: the reference the fast path answers to."""
     try:
         event = AuditEvent.model_validate_json(raw, context={"redact_keys": redact_keys})
     except ValidationError as error:

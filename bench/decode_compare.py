@@ -4,8 +4,8 @@ path (msgspec, auditq/events.py) against the model it stands in for, in one run.
     python bench/decode_compare.py [--events 20000] [--repeat 7]
 
 Worker side, per stream entry: ``decode_entries`` as the worker calls it, against the model
-alone as every entry was decoded before the fast path (``model_validate_json``, then the
-id and time a producer left out derived from the entry id), for entries as the Python
+alone (``model_decode``: how every entry was decoded before the fast path, the id and time
+a producer left out derived from the entry id), for entries as the Python
 client writes them (with an id and a time) and as producers in other languages may (without).
 Producer side, per event of a 1,000-event ``log_many()``: validation (``build_event``),
 encoding (``encode``, orjson, against the model's JSON), the whole call, and pipelined XADD
@@ -31,15 +31,7 @@ from drain import events
 from auditq.client import AuditClient
 from auditq.config import load_settings
 from auditq.devtools.embedded import RedisServer
-from auditq.events import (
-    AuditEvent,
-    build_event,
-    decode_entries,
-    derived_id,
-    encode,
-    entry_time,
-)
-from auditq.redact import DEFAULT_KEY_SET
+from auditq.events import build_event, decode_entries, encode, model_decode
 
 MAX_BYTES = 65_536
 
@@ -52,18 +44,6 @@ def stream_entries(n: int, complete: bool) -> list[tuple[str, dict[bytes, bytes]
             event |= {"id": str(uuid.uuid4()), "occurred_at": "2026-11-29T14:00:00.123456+00:00"}
         entries.append((f"{1764424800000 + i}-0", {b"event": orjson.dumps(event)}))
     return entries
-
-
-def model_decode(entry_id: str, raw: bytes) -> AuditEvent:
-    """An entry as the worker decoded it before the fast path: the model, then what the
-    producer left out derived from the entry id."""
-    event = AuditEvent.model_validate_json(raw, context={"redact_keys": DEFAULT_KEY_SET})
-    missing: dict[str, object] = {}
-    if "id" not in event.model_fields_set:
-        missing["id"] = derived_id(entry_id)
-    if "occurred_at" not in event.model_fields_set:
-        missing["occurred_at"] = entry_time(entry_id)
-    return event.model_copy(update=missing) if missing else event
 
 
 def cpu_us(cases: dict[str, Callable[[], object]], items: int, repeat: int) -> dict[str, float]:
@@ -91,7 +71,7 @@ def main() -> None:
         fast, model = cpu_us(
             {
                 "fast": lambda e=entries: decode_entries(e, MAX_BYTES),
-                "model": lambda p=pairs: [model_decode(i, raw) for i, raw in p],
+                "model": lambda p=pairs: [model_decode(raw, i) for i, raw in p],
             },
             n,
             repeat,

@@ -10,6 +10,7 @@ under the destroyed key, so they read as erased too (never in clear).
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 from collections import OrderedDict
@@ -39,7 +40,7 @@ def sealer(settings: Settings, store: Store, *, owned: bool = False) -> Sealer:
         return _as_is
     keys = crypto.masters(settings)
     encryptor = Encryptor(store, keys, settings.pii_field_list, settings.pii_cache_size)
-    return encryptor.seal_owned if owned else encryptor.seal
+    return functools.partial(encryptor.seal, owned=True) if owned else encryptor.seal
 
 
 class Encryptor:
@@ -81,9 +82,6 @@ class Encryptor:
             else:
                 sealed[index] = stored_copy(event, updates)
         return sealed
-
-    def seal_owned(self, events: Sequence[AuditEvent]) -> list[AuditEvent]:
-        return self.seal(events, owned=True)
 
     def _keys(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:
         with self._lock:
