@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import httpx
+import orjson
 from postgrest import APIError, CountMethod, ReturnMethod
 from postgrest.exceptions import APIErrorFromJSON, generate_default_error_message
 from pydantic import ValidationError
@@ -288,6 +289,11 @@ _UPSERT_HEADERS = {
 def _body(events: Sequence[AuditEvent], ingest_path: IngestPath) -> bytes:
     # A validated event's __dict__ holds exactly its fields, in ROW_COLUMNS order.
     rows = [{**event.__dict__, "ingest_path": ingest_path} for event in events]
+    for row in rows:
+        # The ciphertext's JSON text (auditq/pii/writer.py) as the JSON value it stands for,
+        # so PostgREST stores the same jsonb as COPY does, not a string.
+        if row["pii"] is not None:
+            row["pii"] = orjson.loads(row["pii"])
     return dumps(rows)
 
 

@@ -7,6 +7,7 @@ import base64
 import os
 import uuid
 
+import orjson
 import psycopg
 import pytest
 
@@ -132,7 +133,7 @@ def test_a_mixed_batch_keeps_its_order_and_seals_only_what_holds_personal_fields
     assert batch[0] is plain and batch[3] is plain  # near a personal path, not on it
     assert batch[2] is done  # sealed already: left as it is
     assert batch[1].id == personal[0].id and batch[1].ip is None
-    assert batch[1].pii["f"] == ["ip"] and batch[1].metadata == {"n": 0}
+    assert orjson.loads(batch[1].pii)["f"] == ["ip"] and batch[1].metadata == {"n": 0}
     assert seal(batch) == batch
     with psycopg.connect(clean_db) as conn:  # no key for a subject with nothing to encrypt
         subjects = conn.execute("select subject from audit_pii_keys order by 1").fetchall()
@@ -150,11 +151,7 @@ def test_a_writer_owning_its_events_has_them_sealed_in_place_others_get_copies(s
         same is ours
         and ours.ip is None
         and ours.metadata == {}
-        and ours.pii["f"]
-        == [
-            "ip",
-            "metadata.email",
-        ]
+        and orjson.loads(ours.pii)["f"] == ["ip", "metadata.email"]
     )
     # The values keep the columns' order, which the stores write them in.
     assert list(ours.__dict__) == list(theirs.__dict__)
@@ -188,7 +185,7 @@ def test_a_writer_that_loses_the_race_for_a_new_key_uses_the_winners(store, clea
             return store.pii_keys(**kwargs)
 
     (loser,) = sealer(settings, Late())([event])
-    assert loser.pii["k"] == winner.pii["k"]
+    assert orjson.loads(loser.pii)["k"] == orjson.loads(winner.pii)["k"]
     with psycopg.connect(clean_db) as conn:
         assert conn.execute("select count(*) from audit_pii_keys").fetchone() == (1,)
 
@@ -202,9 +199,8 @@ def test_nested_metadata_fields_and_a_ciphertext_moved_to_another_row(store):
         for e in ("c1@example.test", "c2@example.test")
     ]
     first, second = sealer(settings, store)(events)
-    assert first.metadata == {"customer": {"id": 7}} and first.pii["f"] == [
-        "metadata.customer.email"
-    ]
+    assert first.metadata == {"customer": {"id": 7}}
+    assert orjson.loads(first.pii)["f"] == ["metadata.customer.email"]
     swapped = [first.model_copy(update={"pii": second.pii}), second]
     store.insert_events(swapped)
     rows = {row["id"]: row for row in store.query_events(EventFilters())}
@@ -272,3 +268,27 @@ def test_the_stored_copy_is_what_model_copy_makes():
     assert copy == event.model_copy(update=changes)
     assert list(copy.__dict__) == list(event.__dict__)  # the stores' column order
     assert event.ip == "192.0.2.1" and copy.model_fields_set == event.model_fields_set
+
+
+def test_both_stores_store_the_ciphertext_as_the_same_json_object(store, clean_db):
+    # The writer hands the stores the pii column's JSON text; PostgREST must get the object
+    # it stands for (a JSON string would be stored as a jsonb string: another shape).
+    event = build_event({"action": "a", "actor_id": "zoe", "ip": "192.0.2.9"})
+    (sealed,) = sealer(SETTINGS, store)([event])
+    assert store.insert_events([sealed]) == 1
+    with psycopg.connect(clean_db) as conn:
+        (pii,) = conn.execute("select pii from audit_logs where id = %s", [event.id]).fetchone()
+    assert pii == orjson.loads(sealed.pii)
+    assert sorted(pii) == ["c", "f", "k", "v"] and pii["f"] == ["ip"] and pii["v"] == 1
+
+
+def test_a_personal_number_past_64_bits_is_encrypted_not_refused(store):
+    # Valid metadata (Postgres' jsonb holds it) that orjson alone cannot encode.
+    settings = Settings(pii_key=KEY, pii_fields="metadata.phone")
+    event = build_event({"action": "a", "actor_id": "yan", "metadata": {"phone": 2**70}})
+    (sealed,) = sealer(settings, store)([event])
+    assert sealed.metadata == {} and str(2**70) not in sealed.pii
+    store.insert_events([sealed])
+    (row,) = store.query_events(EventFilters())
+    reveal([row], store, settings, "clear")
+    assert row["metadata"] == {"phone": 2**70}
