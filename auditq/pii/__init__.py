@@ -7,6 +7,9 @@ critical events), ``writer.sealer`` moves them out of the row into its ``pii`` c
 
     pii = {"v": 1, "k": <data key id>, "f": [field names], "c": base64(nonce || ciphertext)}
 
+(a sealed event carries it as that JSON's text: the postgres store's COPY writes it as it
+is, the supabase store sends the object it stands for; no dict per row, nor its encoding.)
+
 The ciphertext is AES-256-GCM of the fields' JSON under the subject's data key, with the
 row id as associated data (a ciphertext copied onto another row does not decrypt). The
 subject is the event's ``actor_id`` (events without one share the subject ``""``). Each

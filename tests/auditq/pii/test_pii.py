@@ -166,6 +166,21 @@ def test_adding_data_keys_reports_only_the_subjects_it_inserted(store, clean_db)
     assert kept == {"jo": first[1]["key_id"]}  # the first writer's key stays
 
 
+def test_data_keys_of_any_subject_text_are_stored_and_found_exactly(store, clean_db):
+    # Subjects are producers' actor ids: quotes, backslashes, commas, braces, non-ASCII, "".
+    subjects = ['a"b', "c\\d", "e,f", "{g}", "h\u00e9\u4e2d", "", "NULL", " i "]
+    rows = [
+        {"subject": s, "key_id": str(uuid.uuid4()), "wrapped": f"w{i}"}
+        for i, s in enumerate(subjects)
+    ]
+    assert store.add_pii_keys(rows) == set(subjects)
+    by_subject = {row["subject"]: row for row in store.pii_keys(subjects=subjects)}
+    assert by_subject == {row["subject"]: row for row in rows}
+    by_id = store.pii_keys(key_ids=[rows[0]["key_id"], rows[5]["key_id"]])
+    assert sorted(row["subject"] for row in by_id) == ["", 'a"b']
+    assert store.pii_keys(subjects=["nobody"]) == [] and store.pii_keys() == []
+
+
 def test_a_writer_that_loses_the_race_for_a_new_key_uses_the_winners(store, clean_db):
     settings = Settings(pii_key=KEY, pii_fields="ip")
     event = build_event({"action": "a", "actor_id": "lee", "ip": "192.0.2.9"})
