@@ -24,7 +24,9 @@ import contextlib
 import logging
 import threading
 import time
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from functools import partial
 
 import redis
 from tenacity import RetryCallState
@@ -34,7 +36,7 @@ from auditq.pii.writer import Sealer
 from auditq.queue import Entry, Queue
 from auditq.redact import DEFAULT_KEY_SET
 from auditq.stats import Stats, latency_field
-from auditq.stores import Store, StoreError, StoreUnavailable
+from auditq.stores import Encoded, Store, StoreError, StoreUnavailable
 from worker.backoff import Interrupted, retrying
 from worker.batching import AdaptiveBatch, chunk_by_bytes, split
 from worker.heartbeat import WorkerStatus
@@ -62,6 +64,8 @@ class Decoded:
     items: list[Item]
     sizes: list[int]  # each item's payload bytes, for the byte bound and the sizer
     dead: list[tuple[Entry, str]]
+    # The insert of all the items, made ahead where the store can (``Store.encode_rows``).
+    encoded: Encoded | None = None
 
 
 def reason(error: Exception) -> str:
@@ -104,6 +108,9 @@ class BatchInserter:
         # Entries the drain has read ahead (worker/pipeline.py) while a batch is stored:
         # held by this consumer too, so a retry renews their lease with the batch's.
         self.read_ahead: list[str] = []
+        # The acks of the last batch the drain stored, sent on its prefetch thread while the
+        # next batch is written (``store_decoded(..., ack_on=)``); ``settle`` waits for them.
+        self._acking: Future[None] | None = None
 
     @property
     def consumer(self) -> str:
@@ -138,25 +145,37 @@ class BatchInserter:
             else:
                 items.append((entry, event))
                 sizes.append(len(entry.fields.get(b"event", b"")))
-        return Decoded(entries, self._seal_ahead(items), sizes, dead)
+        return self._prepare(Decoded(entries, items, sizes, dead))
 
-    def _seal_ahead(self, items: list[Item]) -> list[Item]:
+    def _prepare(self, decoded: Decoded) -> Decoded:
         """Encrypt personal fields here too, on the prefetch thread while the previous batch
-        is written (worker/pipeline.py), so it costs the drain little. Best effort: should
-        the keys not be readable now, the insert seals them (sealing twice is a no-op) and
-        retries a key store failure as it retries the insert."""
-        events = [event for _, event in items]
+        is written (worker/pipeline.py), so it costs the drain little, and encode the insert
+        where the batch goes in one. Best effort: should the keys not be readable now, the
+        insert seals them (sealing twice is a no-op) and retries a key store failure as it
+        retries the insert."""
+        events = [event for _, event in decoded.items]
         try:
             sealed = self.seal(events)
         except StoreError as error:
             log.warning("sealing ahead failed consumer=%s error=%s", self.consumer, error)
-            return items
-        if sealed is events:  # nothing to encrypt (no AUDITQ_PII_KEY)
-            return items
-        return [(entry, event) for (entry, _), event in zip(items, sealed, strict=True)]
+            return decoded
+        if sealed is not events:  # encrypted (AUDITQ_PII_KEY): the items carry the sealed
+            pairs = zip(decoded.items, sealed, strict=True)
+            decoded.items = [(entry, event) for (entry, _), event in pairs]
+        fits = len(sealed) <= self.sizer.size and sum(decoded.sizes) <= self.sizer.max_bytes
+        if sealed and fits:
+            decoded.encoded = self.store.encode_rows(sealed)
+        return decoded
 
-    def store_decoded(self, decoded: Decoded, backlog: bool) -> None:
-        """Store a decoded batch, then ack and dead-letter. Call with ``self.lock`` held."""
+    def store_decoded(
+        self, decoded: Decoded, backlog: bool, ack_on: Executor | None = None
+    ) -> None:
+        """Store a decoded batch, then ack and dead-letter. Call with ``self.lock`` held.
+
+        With ``ack_on``, a batch stored whole is acked on that executor (the drain's prefetch
+        thread), so the next batch's insert need not wait for the round trip: the ack still
+        follows the commit, and ``settle`` waits for it.
+        """
         entries, items, sizes = decoded.entries, decoded.items, decoded.sizes
         if not entries:
             return
@@ -165,8 +184,11 @@ class BatchInserter:
         outcome = _Outcome(dead=list(decoded.dead))
         complete = False
         try:
-            for chunk in chunk_by_bytes(items, sizes, self.sizer.max_bytes):
-                self._store(chunk, entries, outcome)
+            if decoded.encoded is not None:  # one insert, made ahead
+                self._store(items, entries, outcome, decoded.encoded)
+            else:
+                for chunk in chunk_by_bytes(items, sizes, self.sizer.max_bytes):
+                    self._store(chunk, entries, outcome)
             complete = True
         except Interrupted:
             log.warning(
@@ -185,7 +207,11 @@ class BatchInserter:
         finally:
             # Also on an unexpected error: what was committed is acked, the rest stays pending.
             latency_ms = (time.monotonic() - started) * 1000
-            self._finish(outcome, latency_ms if complete else None)
+            flush = self._finish(outcome, latency_ms if complete else None)
+            if complete and ack_on is not None:
+                self._acking = ack_on.submit(flush)
+            else:
+                flush()
             self.status.busy = "idle"
         if complete and not outcome.failures:  # a failure already shrank the size
             self.sizer.succeeded(latency_ms, len(items), sum(sizes), backlog)
@@ -198,12 +224,19 @@ class BatchInserter:
             outcome.failures, latency_ms, self.sizer.size,
         )  # fmt: skip
 
-    def _store(self, chunk: list[Item], held: list[Entry], outcome: _Outcome) -> None:
+    def _store(
+        self,
+        chunk: list[Item],
+        held: list[Entry],
+        outcome: _Outcome,
+        encoded: Encoded | None = None,
+    ) -> None:
         """Insert the chunk, bisecting refused parts; retry transient failures in place.
 
         ``pending`` is a stack of parts still to insert, so the work done survives a retry:
         a part already committed is never sent again, and a failed part is re-split to the
-        (now smaller) batch size before the next attempt.
+        (now smaller) batch size before the next attempt. ``encoded`` is the whole chunk's
+        insert made ahead: used while the chunk goes whole (parts are only ever smaller).
         """
         retry = retrying(
             base=self.retry_base,
@@ -212,7 +245,7 @@ class BatchInserter:
             before=self._before_attempt,
             after=self._after_failure,
         )
-        retry(self._drain_parts, [chunk], outcome, [entry.id for entry in held])
+        retry(self._drain_parts, [chunk], outcome, [entry.id for entry in held], encoded)
 
     # The retry hooks read the batch from the call's arguments, not from a closure: tenacity's
     # Retrying sits in reference cycles until the collector runs, and would hold the batch
@@ -222,14 +255,14 @@ class BatchInserter:
 
     def _before_attempt(self, state: RetryCallState) -> None:
         if state.attempt_number > 1:
-            _, _, held_ids = state.args
+            _, _, held_ids, _ = state.args
             self.status.busy = "draining"
             self.status.retried += 1
             self.count({"retried": 1})
             self._renew(held_ids)
 
     def _after_failure(self, state: RetryCallState) -> None:
-        pending, outcome, held_ids = state.args
+        pending, outcome, held_ids, _ = state.args
         self._renew(held_ids)
         outcome.failures += 1
         self.status.failed_batches += 1
@@ -245,7 +278,11 @@ class BatchInserter:
         )  # fmt: skip
 
     def _drain_parts(
-        self, pending: list[list[Item]], outcome: _Outcome, _held_ids: list[str]
+        self,
+        pending: list[list[Item]],
+        outcome: _Outcome,
+        _held_ids: list[str],
+        encoded: Encoded | None,
     ) -> None:
         """Insert the parts left; ``_held_ids`` is there for the retry hooks (above)."""
         while pending:
@@ -254,7 +291,11 @@ class BatchInserter:
                 pending += reversed(split(part, self.sizer.size))
                 continue
             try:
-                outcome.new_rows += self.store.insert_events(self.seal([e for _, e in part]))
+                if encoded is not None and len(part) == encoded.count:
+                    outcome.new_rows += self.store.insert_encoded(encoded)
+                else:
+                    events = self.seal([e for _, e in part])
+                    outcome.new_rows += self.store.insert_events(events)
             except StoreUnavailable:
                 pending.append(part)
                 raise
@@ -272,8 +313,15 @@ class BatchInserter:
             else:
                 outcome.stored += [entry for entry, _ in part]
 
-    def _finish(self, outcome: _Outcome, latency_ms: float | None) -> None:
-        """Ack what was stored, dead-letter what was refused, and count: one round trip.
+    def settle(self) -> None:
+        """Wait until the acks of the batches stored so far are sent (or failed and logged)."""
+        if self._acking is not None:
+            self._acking.result()
+            self._acking = None
+
+    def _finish(self, outcome: _Outcome, latency_ms: float | None) -> partial[None]:
+        """Count the batch in this process, and return the round trip that acks what was
+        stored, dead-letters what was refused and adds to the shared counters.
 
         ``latency_ms`` is None for a batch cut short: it counts its rows, not as a batch.
         """
@@ -291,6 +339,9 @@ class BatchInserter:
                 "batch_latency_ms_sum": round(latency_ms),
                 latency_field(latency_ms): 1,
             }
+        return partial(self._flush, outcome, counts)
+
+    def _flush(self, outcome: _Outcome, counts: dict[str, int]) -> None:
         pipe = self.queue.redis.pipeline(transaction=True)
         self.dead_letter(outcome.dead, pipe)
         stored = outcome.stored

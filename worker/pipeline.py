@@ -4,12 +4,15 @@ A raw bulk insert is bound by round trips and commits, not CPU: while a worker w
 the store's answer it has nothing to do, unless the next batch is already on its way. The
 ``Prefetch`` reads batch N+1 from the stream and decodes it on a thread of its own while
 the drain thread stores batch N (the GIL is free while that thread waits on its socket).
+The acks of batch N go on that thread too, once N is committed, so batch N+1's insert does
+not wait for their round trip.
 
 What this does not change: a batch read is pending to this consumer until the commit that
 stores it, then acked; so a crash with N in flight and N+1 decoded leaves both pending for
 reclaim, and a store failure on N holds N+1 until N is stored, renewing both leases while
 it retries (so other workers do not take N+1 over and count deliveries towards the
 dead-letter stream). At most one batch is read ahead: a worker holds at most two batches.
+A crash with N's acks in flight leaves N pending; redelivered, its rows are skipped by id.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ class Prefetch:
     def __init__(self, queue: Queue, inserter: BatchInserter) -> None:
         self.queue = queue
         self.inserter = inserter
-        # One thread, one read at a time: the read-ahead is one batch deep.
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+        # One thread, one task at a time, in order: the read-ahead is one batch deep, and the
+        # acks of batch N (sent here too, worker/insert.py) run before batch N+2 is read.
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
 
     def fetch(self) -> Batch | None:
         """Read new entries and decode them; None when there are none or Redis failed."""
@@ -64,7 +68,7 @@ class Prefetch:
     def ahead(self) -> Future[Batch | None]:
         """Start fetching the next batch on the prefetch thread; until the drain takes it,
         its entries are renewed with the batch being stored (``inserter.read_ahead``)."""
-        return self._pool.submit(self._fetch_ahead)
+        return self.pool.submit(self._fetch_ahead)
 
     def take(self, upcoming: Future[Batch | None]) -> Batch | None:
         """The batch read ahead, now the one to store (its lease renewed as the batch's)."""

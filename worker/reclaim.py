@@ -45,9 +45,10 @@ class Reclaim:
     def run(self) -> None:
         status = self.inserter.status
         while not status.stopping.is_set():
-            # Claim under the batch lock: this worker's own batch in flight can then never
-            # look idle to its own reclaim job.
+            # Claim under the batch lock, once the drain's acks are sent: this worker's own
+            # batch in flight can then never look idle to its own reclaim job.
             with self.inserter.lock:
+                self.inserter.settle()
                 count = self.inserter.sizer.read_count()
                 try:
                     entries = self.queue.reclaim(status.id, self.min_idle_ms, count)

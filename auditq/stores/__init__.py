@@ -35,11 +35,30 @@ class StoreUnavailable(StoreError):
     """Timeouts, connection loss, 5xx, 429, permissions: retrying the same rows may work."""
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An insert's request made ahead of it (``Store.encode_rows``): the worker encodes the
+    next batch on its prefetch thread while the store is busy with the current one."""
+
+    count: int  # the rows it holds
+    body: bytes
+    ingest_path: IngestPath
+
+
 class Store(Protocol):
     name: str
 
     def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
         """Insert idempotently on ``id``; return how many rows were new."""
+
+    def encode_rows(
+        self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue"
+    ) -> Encoded | None:
+        """The insert of ``events`` made ahead, for ``insert_encoded``; None from a store
+        that encodes rows as it sends them (COPY streams them)."""
+
+    def insert_encoded(self, encoded: Encoded) -> int:
+        """``insert_events`` of the events ``encoded`` was made from."""
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""

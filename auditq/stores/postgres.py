@@ -28,6 +28,7 @@ from auditq.stores import (
     QUERY_COLUMNS,
     Cursor,
     DataRejected,
+    Encoded,
     EventFilters,
     IngestPath,
     StoreUnavailable,
@@ -137,6 +138,12 @@ class PostgresStore:
                     return self._insert_new(conn, events, ingest_path)
         except psycopg.Error as error:
             raise classify(error) from error
+
+    def encode_rows(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> None:
+        return None  # COPY encodes the rows as it streams them
+
+    def insert_encoded(self, encoded: Encoded) -> int:
+        raise TypeError("the postgres store encodes as it sends: use insert_events")
 
     def _insert_new(self, conn: psycopg.Connection, events, ingest_path: IngestPath) -> int:
         with conn.transaction(), conn.cursor() as cur:

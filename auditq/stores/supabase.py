@@ -29,6 +29,7 @@ from auditq.stores import (
     QUERY_COLUMNS,
     Cursor,
     DataRejected,
+    Encoded,
     EventFilters,
     IngestPath,
     StoreUnavailable,
@@ -72,21 +73,35 @@ class SupabaseStore:
         self.client: Client = create_client(url, service_role_key, options=options)
 
     def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
-        """One bulk upsert, its body encoded by orjson and sent on the admin client's session.
-
-        The query builder would turn every row into a dict of JSON-ready values and encode
-        it with the stdlib; orjson writes the events' own values (UUID, aware datetime) in
-        one pass. The request is the one the builder makes: same URL, the client's
-        service-role headers, ``on_conflict=id,occurred_at``, the same Prefer, and ``columns=``.
-        """
         if not events:
             return 0
+        return self.insert_encoded(self.encode_rows(events, ingest_path))
+
+    def encode_rows(
+        self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue"
+    ) -> Encoded:
+        """The bulk upsert's body, by orjson: the query builder would turn every row into a
+        dict of JSON-ready values and encode it with the stdlib; orjson writes the events'
+        own values (UUID, aware datetime) in one pass."""
+        # A validated event's __dict__ holds exactly its fields, in ROW_COLUMNS order.
+        rows = [{**event.__dict__, "ingest_path": ingest_path} for event in events]
+        for row in rows:
+            # The ciphertext's JSON text (auditq/pii/writer.py) as the JSON value it stands
+            # for, so PostgREST stores the same jsonb as COPY does, not a string.
+            if row["pii"] is not None:
+                row["pii"] = orjson.loads(row["pii"])
+        return Encoded(len(rows), dumps(rows), ingest_path)
+
+    def insert_encoded(self, encoded: Encoded) -> int:
+        """One bulk upsert sent on the admin client's session. The request is the one the
+        query builder makes: same URL, the client's service-role headers,
+        ``on_conflict=id,occurred_at``, the same Prefer, and ``columns=``."""
         postgrest = self.client.postgrest
         try:
             response = self._http.post(
                 f"{postgrest.base_url}/{TABLE}",
                 params=_UPSERT_PARAMS,
-                content=_body(events, ingest_path),
+                content=encoded.body,
                 headers={**postgrest.headers, **_UPSERT_HEADERS},
             )
         except httpx.HTTPError as error:
@@ -284,17 +299,6 @@ _UPSERT_HEADERS = {
     "Content-Type": "application/json",
     "Prefer": "return=minimal,count=exact,resolution=ignore-duplicates",
 }
-
-
-def _body(events: Sequence[AuditEvent], ingest_path: IngestPath) -> bytes:
-    # A validated event's __dict__ holds exactly its fields, in ROW_COLUMNS order.
-    rows = [{**event.__dict__, "ingest_path": ingest_path} for event in events]
-    for row in rows:
-        # The ciphertext's JSON text (auditq/pii/writer.py) as the JSON value it stands for,
-        # so PostgREST stores the same jsonb as COPY does, not a string.
-        if row["pii"] is not None:
-            row["pii"] = orjson.loads(row["pii"])
-    return dumps(rows)
 
 
 def _run(query):

@@ -8,9 +8,11 @@ renewed) until they are stored, and SIGTERM acks only what committed.
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from auditq.keys import GROUP
 from auditq.stores.postgres import PostgresStore
+from auditq.stores.supabase import SupabaseStore
 from tests.polling import wait_for
 from tests.worker.helpers import (
     KEYS,
@@ -29,6 +31,7 @@ from tests.worker.helpers import (
 )
 from worker.app import EXIT_FORCED
 from worker.drain import Drain
+from worker.reclaim import Reclaim
 
 BATCH = 200
 # A fixed batch size, so "two batches held" is an exact count of pending entries.
@@ -176,3 +179,154 @@ def test_sigterm_mid_pipeline_with_the_store_stuck_acks_nothing_and_leaves_both_
     workers.start(**knobs)
     wait_for(lambda: drained(redis_client), "the rest to drain", 120, workers.logs)
     assert_exactly_once(clean_db, expected_ids(entry_ids, payloads))
+
+
+# --- acks sent while the next batch is written ----------------------------------------------
+
+
+class AckWatchingStore(PostgresStore):
+    """The real Postgres store. Once the first batch is committed it pauses Redis writes for
+    a second (CLIENT PAUSE WRITE), so that batch's acks take that long; the second insert
+    records whether it started before those acks landed and whether they land while it runs."""
+
+    def __init__(self, dsn):
+        super().__init__(dsn, timeout=10)
+        self.client, self.first_batch = None, set()  # set once the entries are there
+        self.inserts = 0
+        self.second_started_before_acks: bool | None = None
+        self.acked_during_second: bool | None = None
+
+    def insert_events(self, events, ingest_path="queue"):
+        self.inserts += 1
+        if self.inserts == 2:
+            self.second_started_before_acks = not self.first_batch_acked()
+            self.acked_during_second = polled(self.first_batch_acked)
+        inserted = super().insert_events(events, ingest_path)
+        if self.inserts == 1:
+            self.client.execute_command("CLIENT", "PAUSE", 1000, "WRITE")
+        return inserted
+
+    def first_batch_acked(self) -> bool:
+        held = self.client.xpending_range(KEYS.stream, GROUP, "-", "+", 10 * BATCH)
+        return not self.first_batch & {p["message_id"].decode() for p in held}
+
+
+def polled(condition, seconds=30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_batch_n_is_acked_while_n_plus_1_is_written_and_the_run_ends_with_all_acked(
+    redis_url, clean_db
+):
+    store = AckWatchingStore(clean_db)
+    inserter = make_inserter(redis_url, store, start=BATCH, minimum=BATCH)
+    client = store.client = inserter.queue.redis
+    payloads = make_events(3 * BATCH)
+    entry_ids = enqueue(inserter.queue, payloads)
+    store.first_batch = set(entry_ids[:BATCH])
+
+    Drain(inserter.queue, inserter, budget=120).run()
+
+    # Batch 2's insert did not wait for batch 1's acks, and they landed while it ran.
+    assert store.second_started_before_acks is True
+    assert store.acked_during_second is True
+    # And the run returned only once every ack was sent.
+    assert pending(client, inserter.consumer) == 0
+    assert_exactly_once(clean_db, expected_ids(entry_ids, payloads))
+    assert totals(client)["inserted"] == 3 * BATCH
+    store.close()
+
+
+def test_reclaim_waits_for_the_acks_the_drain_has_in_flight(redis_url, clean_db):
+    store = PostgresStore(clean_db)
+    inserter = make_inserter(redis_url, store, start=BATCH)
+    client = inserter.queue.redis
+    payloads = make_events(BATCH)
+    entry_ids = enqueue(inserter.queue, payloads)
+    # The acks are queued behind a task that waits for the gate: committed, not yet acked.
+    gate = threading.Event()
+    acks = ThreadPoolExecutor(1)
+    acks.submit(gate.wait, 60)
+    with inserter.lock:
+        entries = inserter.queue.read(inserter.consumer, BATCH)
+        inserter.store_decoded(inserter.decode_batch(entries), False, acks)
+    assert row_count(clean_db) == BATCH and pending(client, inserter.consumer) == BATCH
+
+    # With no idle time required, the entries would be claimed at once and stored again.
+    reclaim = Reclaim(inserter.queue, inserter, claim_timeout=0, max_deliveries=5)
+    thread = threading.Thread(target=reclaim.run)
+    thread.start()
+    thread.join(1)
+    assert thread.is_alive()  # waiting for the drain's acks, not claiming the entries
+    gate.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+    counts = totals(client)
+    assert counts.get("reclaimed", 0) == 0 and counts.get("duplicates", 0) == 0
+    assert pending(client) == 0
+    assert_exactly_once(clean_db, expected_ids(entry_ids, payloads))
+    acks.shutdown()
+    store.close()
+
+
+class CountingSupabaseStore(SupabaseStore):
+    """The real supabase store, counting which insert each batch took."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.made_ahead = self.encoded_here = 0
+
+    def insert_encoded(self, encoded):
+        self.made_ahead += 1
+        return super().insert_encoded(encoded)
+
+    def insert_events(self, events, ingest_path="queue"):
+        self.encoded_here += 1
+        return super().insert_events(events, ingest_path)
+
+
+def test_on_the_supabase_store_each_batch_is_sent_as_encoded_ahead(redis_url, clean_db, postgrest):
+    store = CountingSupabaseStore(postgrest.url, postgrest.service_key, timeout=10)
+    inserter = make_inserter(redis_url, store, start=BATCH, minimum=BATCH)
+    payloads = make_events(5 * BATCH)
+    entry_ids = enqueue(inserter.queue, payloads)
+
+    Drain(inserter.queue, inserter, budget=120).run()
+
+    assert store.encoded_here == 0
+    assert store.made_ahead == totals(inserter.queue.redis)["batches"] >= 2
+    assert_exactly_once(clean_db, expected_ids(entry_ids, payloads))
+    assert drained(inserter.queue.redis)
+    store.close()
+
+
+def test_a_batch_encoded_ahead_that_fails_is_retried_and_stored_once(
+    redis_url, clean_db, postgrest
+):
+    # A 1 s timeout: the insert behind the lock times out (StoreUnavailable) until released.
+    store = CountingSupabaseStore(postgrest.url, postgrest.service_key, timeout=1)
+    inserter = make_inserter(redis_url, store, start=BATCH, minimum=10)
+    payloads = make_events(2 * BATCH)
+    entry_ids = enqueue(inserter.queue, payloads)
+    drain = Drain(inserter.queue, inserter, budget=120)
+
+    with TableLock(clean_db):
+        thread = threading.Thread(target=drain.run)
+        thread.start()
+        wait_for(lambda: inserter.status.failed_batches >= 2, "two failed attempts", 60)
+        assert row_count(clean_db) == 0
+    thread.join(60)
+    assert not thread.is_alive()
+
+    # The first attempt went as made ahead; after a failure the size shrank and the batch
+    # went in smaller parts, each encoded as it was sent.
+    assert store.made_ahead >= 1 and store.encoded_here >= 2
+    assert_exactly_once(clean_db, expected_ids(entry_ids, payloads))
+    assert drained(inserter.queue.redis)
+    store.close()
