@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from auditq.events import AuditEvent, build_event, encode
+from auditq.events import AuditEvent, Encoded, encode_batch
 from auditq.keys import Keys
 from auditq.stats import MINUTE_TTL, epoch_minute
 
@@ -95,9 +95,11 @@ class LogResult:
 class Batch:
     """The events of one ``log_many`` call, validated, and their results as they come in."""
 
-    events: list[AuditEvent]
-    payloads: list[str]
-    _decisions: dict[int, Decision] = field(default_factory=dict)
+    encoded: Encoded
+    _decisions: list[Decision | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._decisions = [None] * len(self.encoded.ids)
 
     @classmethod
     def of(
@@ -108,26 +110,45 @@ class Batch:
     ) -> Batch:
         """Validate all first: raises EventError (naming the field) before anything is sent;
         secrets are redacted (AUDITQ_REDACT_KEYS) before anything is encoded."""
-        built = [build_event(e, redact_keys) for e in events]
-        return cls(built, [encode(e, max_bytes) for e in built])
+        return cls(encode_batch(list(events), max_bytes, redact_keys))
 
     def groups(self) -> Iterator[tuple[bool, list[int]]]:
         """(critical?, indexes) for the normal events, then the critical ones; none empty."""
+        categories = self.encoded.categories
+        if "critical" not in categories:  # the common case, without a step per event
+            yield False, list(range(len(categories)))
+            return
         for critical in (False, True):
             wanted = "critical" if critical else "normal"
-            indexes = [i for i, e in enumerate(self.events) if e.category == wanted]
+            indexes = [i for i, category in enumerate(categories) if category == wanted]
             if indexes:
                 yield critical, indexes
 
     def pick(self, indexes: list[int]) -> tuple[list[AuditEvent], list[str]]:
-        return [self.events[i] for i in indexes], [self.payloads[i] for i in indexes]
+        """These events and their payloads."""
+        return [self.event(i) for i in indexes], self.payloads(indexes)
+
+    def payloads(self, indexes: list[int]) -> list[str]:
+        return [self.encoded.payloads[i] for i in indexes]
+
+    def tenants(self, indexes: list[int]) -> list[str | None]:
+        return [self.encoded.tenants[i] for i in indexes]
+
+    def event(self, i: int) -> AuditEvent:
+        """The event itself (built on demand: a normal event's payload is all Redis needs)."""
+        return self.encoded.event(i)
 
     def decide(self, indexes: list[int], decisions: list[Decision]) -> None:
-        self._decisions.update(zip(indexes, decisions, strict=True))
+        if len(indexes) == len(self._decisions):  # one group: every event, in order
+            self._decisions = list(decisions)
+            return
+        for i, decision in zip(indexes, decisions, strict=True):
+            self._decisions[i] = decision
 
     def results(self) -> list[LogResult]:
         return [
-            LogResult(str(event.id), *self._decisions[i]) for i, event in enumerate(self.events)
+            LogResult(event_id, *decision)  # type: ignore[misc]  # every event is decided
+            for event_id, decision in zip(self.encoded.ids, self._decisions, strict=True)
         ]
 
 
