@@ -391,7 +391,9 @@ def _plain_event(data: dict[str, Any], values: dict[str, Any]) -> AuditEvent:
     # A str subclass, which the model turns into str: let it, keeping the id and time, and
     # the metadata as redacted already.
     keep = {"id": event_id, "occurred_at": values["occurred_at"], "metadata": values["metadata"]}
-    return AuditEvent.model_validate({**data, **keep}, context={"redact_keys": frozenset()})
+    event = AuditEvent.model_validate({**data, **keep}, context={"redact_keys": frozenset()})
+    object.__setattr__(event, "__pydantic_fields_set__", set(data))
+    return event
 
 
 _NOT_TEXT = (dict, datetime, uuid.UUID, type(None))
