@@ -330,15 +330,8 @@ def encode_batch(
     return encoded
 
 
-# The payload's fields in order, with what must be there but may not be given.
-_PAYLOAD: dict[str, Any] = {
-    **dict.fromkeys(AuditEvent.model_fields),
-    "id": "",
-    "occurred_at": "",
-    "category": "normal",
-    "metadata": {},
-}
-del _PAYLOAD["pii"]
+# The payload's fields in order.
+_PAYLOAD = tuple(name for name in AuditEvent.model_fields if name != "pii")
 
 
 def _plain_values(
@@ -376,9 +369,33 @@ def _plain_values(
         metadata = dict(metadata)  # the event's own, as the model's is
     else:
         metadata = redact(metadata, redact_keys)
-    event_id = given_id or str(uuid_utils.uuid7())  # the model's generator: ids sort by time
-    values = {**_PAYLOAD, **data, "id": event_id, "occurred_at": when, "metadata": metadata}
-    return {k: v for k, v in values.items() if v is not None}
+    values = dict.fromkeys(_payload_order(tuple(data)))
+    values.update(data)
+    values["id"] = given_id or str(uuid_utils.uuid7())  # the model's generator: in time order
+    values["occurred_at"] = when
+    if values["category"] is None:
+        values["category"] = "normal"
+    values["metadata"] = metadata
+    if None in values.values():
+        return {k: v for k, v in values.items() if v is not None}
+    return values
+
+
+def _payload_order(given: tuple[str, ...]) -> tuple[str, ...]:
+    """The payload's keys in field order for an event of these keys: one step per call of
+    each shape (producers use few), not one per key of each event."""
+    order = _ORDERS.get(given)
+    if order is None:
+        if len(_ORDERS) >= _MAX_ORDERS:  # a bound on what odd callers can make it hold
+            _ORDERS.clear()
+        keys = {*given, *_ALWAYS}
+        order = _ORDERS[given] = tuple(name for name in _PAYLOAD if name in keys)
+    return order
+
+
+_ALWAYS = ("id", "occurred_at", "category", "metadata")  # in every payload
+_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_MAX_ORDERS = 1024
 
 
 def _plain_event(data: dict[str, Any], values: dict[str, Any]) -> AuditEvent:
