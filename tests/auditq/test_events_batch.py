@@ -9,6 +9,7 @@ vacuous.
 """
 
 import enum
+import itertools
 import math
 import random
 import types
@@ -210,3 +211,18 @@ def test_the_ids_are_uuid7_in_order_and_one_call_shares_one_time():
     assert ids == sorted(ids) and len(set(ids)) == 50
     assert len({e.occurred_at for e in built}) == 1
     assert built[0].occurred_at.tzinfo is UTC
+
+
+def test_the_order_of_a_producers_keys_does_not_change_the_payload():
+    shuffled = {"metadata": {"a": 1}, "ip": "10.0.0.1", "actor_id": None, "action": "a"}
+    reverse = dict(reversed(list(shuffled.items())))
+    same([shuffled, reverse, {**reverse, "category": "critical"}])
+    first, second = encode_batch([shuffled, reverse], MAX).payloads
+    assert first.split('"action"')[1] == second.split('"action"')[1]
+
+
+def test_many_shapes_of_events_keep_a_bounded_memo():
+    fields = ["actor_type", "actor_id", "target_type", "target_id", "tenant_id", "request_id"]
+    for shape in itertools.permutations([*fields, "user_agent"]):
+        encode_batch([{"action": "a", **dict.fromkeys(shape, "x")}], MAX)
+    assert 0 < len(events._ORDERS) <= events._MAX_ORDERS
