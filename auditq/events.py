@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from uuid_utils.compat import uuid7
 
-from auditq.redact import DEFAULT_KEY_SET, has_secret, redact
+from auditq.redact import DEFAULT_KEY_SET, REDACTED, has_secret, redact
 
 # Namespace for ids derived from stream entry ids (events that came without an id):
 # the same entry always maps to the same UUID, so a redelivery cannot make a second row.
@@ -299,9 +299,7 @@ def encode_batch(
     metadata, whose top-level keys were all the secrets it could hold); integers past 64
     bits, bytes and sets orjson refuses. What this leaves unsure goes to the model.
     """
-    # One time for the events of one call that bring none: they are logged together.
-    now = datetime.now(UTC)
-    fast = [_plain_values(item, redact_keys, now) if type(item) is dict else None for item in items]
+    fast = [_plain_values(item, redact_keys) if type(item) is dict else None for item in items]
     raws = [_fast_dumps(values) for values in fast]
     if None in raws or not _plain_json(b"\n".join(raws), len(raws)):  # type: ignore[arg-type]
         # Some payloads are not plain: sort them out one by one (rare: not on every call).
@@ -334,16 +332,15 @@ def encode_batch(
 _PAYLOAD = tuple(name for name in AuditEvent.model_fields if name != "pii")
 
 
-def _plain_values(
-    data: dict[str, Any], redact_keys: frozenset[str], now: datetime
-) -> dict[str, Any] | None:
+def _plain_values(data: dict[str, Any], redact_keys: frozenset[str]) -> dict[str, Any] | None:
     """The event's payload values in field order (its id as text), checked but for what
     ``encode_batch`` reads off the payload; None if unsure (or invalid: the model says why).
 
     An id or a time given as text goes to the model (each parses it by its own rules), and
     so does a mapping for metadata that is not a dict (msgspec takes it, the model not)."""
     given_id = data.get("id")
-    when = data.get("occurred_at", now)
+    # The model's default time, or the given one (None too: the model refuses it).
+    when = data["occurred_at"] if "occurred_at" in data else datetime.now(UTC)
     metadata = data.get("metadata")
     if (
         (given_id is not None and type(given_id) is not uuid.UUID)
@@ -414,6 +411,7 @@ def _plain_event(data: dict[str, Any], values: dict[str, Any]) -> AuditEvent:
 
 
 _NOT_TEXT = (dict, datetime, uuid.UUID, type(None))
+_QUOTED_REDACTED = orjson.dumps(REDACTED)
 
 
 def _fast_dumps(values: dict[str, Any] | None) -> bytes | None:
@@ -427,8 +425,9 @@ def _fast_dumps(values: dict[str, Any] | None) -> bytes | None:
 
 def _plain_json(raw: bytes, events: int) -> bool:
     """Whether these payloads (of this many events) hold no NUL, no NaN or Infinity, and no
-    metadata but flat (brackets in strings make it say no: unsure, never wrong)."""
-    brackets = raw.count(b"{") + raw.count(b"[")
+    metadata but flat (brackets in strings make it say no: unsure, never wrong; but for the
+    redacted values', whose bracket follows a quote, so cannot be JSON's)."""
+    brackets = raw.count(b"{") + raw.count(b"[") - raw.count(_QUOTED_REDACTED)
     return b"\\u0000" not in raw and b"null" not in raw and brackets == 2 * events
 
 
