@@ -362,37 +362,36 @@ def _plain_values(data: dict[str, Any], redact_keys: frozenset[str]) -> dict[str
         return None
     if not metadata:
         metadata = {}
-    elif redact_keys.isdisjoint(map(str.lower, metadata)):
-        metadata = dict(metadata)  # the event's own, as the model's is
-    else:
+    elif not redact_keys.isdisjoint(map(str.lower, metadata)):
         metadata = redact(metadata, redact_keys)
-    values = dict.fromkeys(_payload_order(tuple(data)))
+    # else the producer's own dict: written now, and copied if an event is built of it
+    values = _payload_template(tuple(data)).copy()
     values.update(data)
     values["id"] = given_id or str(uuid_utils.uuid7())  # the model's generator: in time order
     values["occurred_at"] = when
-    if values["category"] is None:
-        values["category"] = "normal"
     values["metadata"] = metadata
     if None in values.values():
         return {k: v for k, v in values.items() if v is not None}
     return values
 
 
-def _payload_order(given: tuple[str, ...]) -> tuple[str, ...]:
-    """The payload's keys in field order for an event of these keys: one step per call of
-    each shape (producers use few), not one per key of each event."""
-    order = _ORDERS.get(given)
-    if order is None:
-        if len(_ORDERS) >= _MAX_ORDERS:  # a bound on what odd callers can make it hold
-            _ORDERS.clear()
+def _payload_template(given: tuple[str, ...]) -> dict[str, Any]:
+    """An event of these keys' payload keys, in field order, with the default category:
+    one step per call of each shape (producers use few), not one per key of each event."""
+    template = _TEMPLATES.get(given)
+    if template is None:
+        if len(_TEMPLATES) >= _MAX_TEMPLATES:  # a bound on what odd callers can make it hold
+            _TEMPLATES.clear()
         keys = {*given, *_ALWAYS}
-        order = _ORDERS[given] = tuple(name for name in _PAYLOAD if name in keys)
-    return order
+        template = {name: None for name in _PAYLOAD if name in keys}
+        template["category"] = "normal"
+        _TEMPLATES[given] = template
+    return template
 
 
 _ALWAYS = ("id", "occurred_at", "category", "metadata")  # in every payload
-_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
-_MAX_ORDERS = 1024
+_TEMPLATES: dict[tuple[str, ...], dict[str, Any]] = {}
+_MAX_TEMPLATES = 1024
 
 
 def _plain_event(data: dict[str, Any], values: dict[str, Any]) -> AuditEvent:
@@ -401,7 +400,9 @@ def _plain_event(data: dict[str, Any], values: dict[str, Any]) -> AuditEvent:
     if type(event_id) is str:
         event_id = uuid.UUID(event_id)
     if all(type(v) is str for v in data.values() if type(v) not in _NOT_TEXT):
-        return _assemble({**_BLANK, **values, "id": event_id}, set(data))
+        # Its own metadata, as the model's event has (the producer's dict may change).
+        own = {"id": event_id, "metadata": dict(values["metadata"])}
+        return _assemble({**_BLANK, **values, **own}, set(data))
     # A str subclass, which the model turns into str: let it, keeping the id and time, and
     # the metadata as redacted already.
     keep = {"id": event_id, "occurred_at": values["occurred_at"], "metadata": values["metadata"]}

@@ -159,9 +159,7 @@ def enqueue_call(
     keys: Keys, max_len: int, items: list[tuple[str, str]], on_full: OnFull = "drop"
 ) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV for ``lua/enqueue.lua`` adding (category, event JSON) pairs."""
-    args: list[str | int] = [max_len, on_full, MINUTE_TTL]
-    for category, payload in items:
-        args += [category, payload]
+    args: list[str | int] = [max_len, on_full, MINUTE_TTL, *itertools.chain.from_iterable(items)]
     return [keys.stream, keys.counters, keys.minute(epoch_minute())], args
 
 
@@ -241,11 +239,13 @@ class Spill:
         waiting = full(self.ids)
         if not waiting or self._round == self.shards:
             return []
-        mode: OnFull = self.on_full if self._round == self.shards - 1 else "reject"
+        turn, self._round = self._round, self._round + 1
+        mode: OnFull = self.on_full if turn == self.shards - 1 else "reject"
+        if self.shards == 1:  # one call, one round: no event to sort
+            return [(0, waiting, mode)]
         groups: dict[int, list[int]] = {}
         for i in waiting:
-            groups.setdefault((self.first[i] + self._round) % self.shards, []).append(i)
-        self._round += 1
+            groups.setdefault((self.first[i] + turn) % self.shards, []).append(i)
         return [(shard, indexes, mode) for shard, indexes in groups.items()]
 
     def record(self, indexes: list[int], ids: list[str | None]) -> None:

@@ -195,6 +195,9 @@ def test_plain_events_take_the_fast_path_and_are_built_only_when_asked():
     assert all(isinstance(made, tuple) for made in encoded._made)
     first = encoded.event(0)
     assert encoded.event(0) is first  # built once
+    given = PLAIN[5]["metadata"]
+    assert encoded.event(5).metadata == given
+    assert encoded.event(5).metadata is not given  # its own, as the model's event has
     assert isinstance(encoded._made[0], AuditEvent)
 
 
@@ -226,4 +229,4 @@ def test_many_shapes_of_events_keep_a_bounded_memo():
     fields = ["actor_type", "actor_id", "target_type", "target_id", "tenant_id", "request_id"]
     for shape in itertools.permutations([*fields, "user_agent"]):
         encode_batch([{"action": "a", **dict.fromkeys(shape, "x")}], MAX)
-    assert 0 < len(events._ORDERS) <= events._MAX_ORDERS
+    assert 0 < len(events._TEMPLATES) <= events._MAX_TEMPLATES
