@@ -22,6 +22,7 @@ from pathlib import Path
 
 import redis
 from common import save, table
+from producer import event  # bench/producer.py's: what an app logs on a login
 
 from auditq.client import AuditClient
 from auditq.config import load_settings
@@ -32,17 +33,6 @@ from auditq.redact import DEFAULT_KEY_SET
 
 MAX_BYTES = 65_536
 EVENTS = 1000
-
-
-def event(i: int) -> dict:
-    """bench/producer.py's event: what an app logs on a login."""
-    return {
-        "action": "user.login",
-        "actor_id": f"u_{i}",
-        "target_type": "session",
-        "ip": "203.0.113.9",
-        "metadata": {"mfa": True, "attempt": i},
-    }
 
 
 def measure(cases: dict[str, Callable[[], object]], rounds: int) -> dict[str, tuple[float, float]]:

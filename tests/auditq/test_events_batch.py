@@ -21,6 +21,7 @@ import pytest
 from auditq import events
 from auditq.events import MAX_METADATA_DEPTH, AuditEvent, build_event, encode, encode_batch
 from auditq.redact import DEFAULT_KEY_SET, key_set
+from tests.auditq.helpers import nested
 
 MAX = 65_536
 BASE = {"action": "user.role_change", "actor_id": "u_1", "ip": "198.51.100.23"}
@@ -34,13 +35,6 @@ class Text(str):
 
 class Kind(enum.StrEnum):
     CRITICAL = "critical"
-
-
-def nested(depth: int) -> dict:
-    value: dict = {"leaf": 1}
-    for _ in range(depth - 1):
-        value = {"n": value}
-    return value
 
 
 # Python events, as producers pass them to log_many: plain ones first (the fast path's).
