@@ -67,8 +67,10 @@ class AuditClient:
         """
         batch = Batch.of(events, self.settings.max_event_bytes, self.settings.redact_key_set)
         for critical, indexes in batch.groups():
-            handle = self._log_critical if critical else self._enqueue_normal
-            batch.decide(indexes, handle(*batch.pick(indexes)))
+            if critical:
+                batch.decide(indexes, self._log_critical(*batch.pick(indexes)))
+            else:
+                batch.decide(indexes, self._enqueue_normal(batch, indexes))
         return batch.results()
 
     def close(self) -> None:
@@ -78,10 +80,10 @@ class AuditClient:
 
     # --- normal events --------------------------------------------------------------------
 
-    def _enqueue_normal(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
+    def _enqueue_normal(self, batch: Batch, indexes: list[int]) -> list[Decision]:
         policy = self.settings.overflow
+        payloads, tenants = batch.payloads(indexes), batch.tenants(indexes)
         try:
-            tenants = [e.tenant_id for e in events]
             ids = self.queue.enqueue(
                 [("normal", p) for p in payloads], tenants, on_full=producer.on_full(policy)
             )
@@ -96,7 +98,7 @@ class AuditClient:
         self._flush_unsent()
         no_room = producer.full(ids)
         written = bool(no_room) and policy == "direct"
-        written = written and self._write_direct([events[i] for i in no_room])
+        written = written and self._write_direct([batch.event(indexes[i]) for i in no_room])
         decisions, counts = producer.normal_decisions(ids, policy, written)
         if counts:
             self._count(counts)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from auditq.events import AuditEvent, build_event, encode
+from auditq.events import AuditEvent, Encoded, encode_batch
 from auditq.keys import Keys
 from auditq.stats import MINUTE_TTL, epoch_minute
 
@@ -95,9 +95,11 @@ class LogResult:
 class Batch:
     """The events of one ``log_many`` call, validated, and their results as they come in."""
 
-    events: list[AuditEvent]
-    payloads: list[str]
-    _decisions: dict[int, Decision] = field(default_factory=dict)
+    encoded: Encoded
+    _decisions: list[Decision | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._decisions = [None] * len(self.encoded.ids)
 
     @classmethod
     def of(
@@ -108,26 +110,45 @@ class Batch:
     ) -> Batch:
         """Validate all first: raises EventError (naming the field) before anything is sent;
         secrets are redacted (AUDITQ_REDACT_KEYS) before anything is encoded."""
-        built = [build_event(e, redact_keys) for e in events]
-        return cls(built, [encode(e, max_bytes) for e in built])
+        return cls(encode_batch(list(events), max_bytes, redact_keys))
 
     def groups(self) -> Iterator[tuple[bool, list[int]]]:
         """(critical?, indexes) for the normal events, then the critical ones; none empty."""
+        categories = self.encoded.categories
+        if "critical" not in categories:  # the common case, without a step per event
+            yield False, list(range(len(categories)))
+            return
         for critical in (False, True):
             wanted = "critical" if critical else "normal"
-            indexes = [i for i, e in enumerate(self.events) if e.category == wanted]
+            indexes = [i for i, category in enumerate(categories) if category == wanted]
             if indexes:
                 yield critical, indexes
 
     def pick(self, indexes: list[int]) -> tuple[list[AuditEvent], list[str]]:
-        return [self.events[i] for i in indexes], [self.payloads[i] for i in indexes]
+        """These events and their payloads."""
+        return [self.event(i) for i in indexes], self.payloads(indexes)
+
+    def payloads(self, indexes: list[int]) -> list[str]:
+        return [self.encoded.payloads[i] for i in indexes]
+
+    def tenants(self, indexes: list[int]) -> list[str | None]:
+        return [self.encoded.tenants[i] for i in indexes]
+
+    def event(self, i: int) -> AuditEvent:
+        """The event itself (built on demand: a normal event's payload is all Redis needs)."""
+        return self.encoded.event(i)
 
     def decide(self, indexes: list[int], decisions: list[Decision]) -> None:
-        self._decisions.update(zip(indexes, decisions, strict=True))
+        if len(indexes) == len(self._decisions):  # one group: every event, in order
+            self._decisions = list(decisions)
+            return
+        for i, decision in zip(indexes, decisions, strict=True):
+            self._decisions[i] = decision
 
     def results(self) -> list[LogResult]:
         return [
-            LogResult(str(event.id), *self._decisions[i]) for i, event in enumerate(self.events)
+            LogResult(event_id, *decision)  # type: ignore[misc]  # every event is decided
+            for event_id, decision in zip(self.encoded.ids, self._decisions, strict=True)
         ]
 
 
@@ -138,9 +159,7 @@ def enqueue_call(
     keys: Keys, max_len: int, items: list[tuple[str, str]], on_full: OnFull = "drop"
 ) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV for ``lua/enqueue.lua`` adding (category, event JSON) pairs."""
-    args: list[str | int] = [max_len, on_full, MINUTE_TTL]
-    for category, payload in items:
-        args += [category, payload]
+    args: list[str | int] = [max_len, on_full, MINUTE_TTL, *itertools.chain.from_iterable(items)]
     return [keys.stream, keys.counters, keys.minute(epoch_minute())], args
 
 
@@ -220,11 +239,13 @@ class Spill:
         waiting = full(self.ids)
         if not waiting or self._round == self.shards:
             return []
-        mode: OnFull = self.on_full if self._round == self.shards - 1 else "reject"
+        turn, self._round = self._round, self._round + 1
+        mode: OnFull = self.on_full if turn == self.shards - 1 else "reject"
+        if self.shards == 1:  # one call, one round: no event to sort
+            return [(0, waiting, mode)]
         groups: dict[int, list[int]] = {}
         for i in waiting:
-            groups.setdefault((self.first[i] + self._round) % self.shards, []).append(i)
-        self._round += 1
+            groups.setdefault((self.first[i] + turn) % self.shards, []).append(i)
         return [(shard, indexes, mode) for shard, indexes in groups.items()]
 
     def record(self, indexes: list[int], ids: list[str | None]) -> None:

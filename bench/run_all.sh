@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python bench/producer.py --calls 20000
+python bench/log_many.py --rounds 21
 python bench/drain.py --events 200000
 python bench/profile_drain.py --events 50000
 python bench/decode_compare.py --events 20000

@@ -20,3 +20,11 @@ def rows_with(pg_dsn, ids):
             "select id::text, ingest_path from public.audit_logs where id = any(%s::uuid[])",
             (list(ids),),
         ).fetchall()
+
+
+def nested(depth: int) -> dict:
+    """Metadata ``depth`` levels deep, itself included."""
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"n": value}
+    return value

@@ -15,17 +15,11 @@ import pytest
 
 from auditq import events
 from auditq.events import MAX_METADATA_DEPTH, decode_entries
+from tests.auditq.helpers import nested
 
 ENTRY = "1700000000123-0"
 MAX = 65_536
 BASE = {"action": "user.role_change", "actor_id": "u_1", "ip": "198.51.100.23"}
-
-
-def nested(depth: int) -> dict:
-    value: dict = {"leaf": 1}
-    for _ in range(depth - 1):
-        value = {"n": value}
-    return value
 
 
 # Raw JSON entries: what a producer in any language may write to the stream.
