@@ -85,13 +85,14 @@ class AuditEvent(BaseModel):
     user_agent: str | None = Field(default=None, max_length=1024)
     request_id: str | None = _Short
     metadata: dict[str, Any] = Field(default_factory=dict)
-    # The ciphertext of the personal fields (auditq/pii), set by auditq's own writers just
-    # before a store insert (model_copy, no validation): never accepted from a producer.
-    pii: dict[str, Any] | None = Field(default=None, exclude=True)
+    # The ciphertext of the personal fields (auditq/pii) as the ``pii`` column's JSON text,
+    # set by auditq's own writers just before a store insert (no validation): never
+    # accepted from a producer.
+    pii: str | None = Field(default=None, exclude=True)
 
     @field_validator("pii")
     @classmethod
-    def _not_from_producers(cls, value: dict[str, Any] | None) -> None:
+    def _not_from_producers(cls, value: str | None) -> None:
         if value is not None:
             raise ValueError("is set by auditq when it stores the event, never by a producer")
         return None

@@ -159,7 +159,7 @@ class BatchInserter:
         except StoreError as error:
             log.warning("sealing ahead failed consumer=%s error=%s", self.consumer, error)
             return decoded
-        if sealed is not events:  # encrypted (AUDITQ_PII_KEY): the items carry the sealed
+        if sealed is not events:  # sealed copies (not this worker's own): the items take them
             pairs = zip(decoded.items, sealed, strict=True)
             decoded.items = [(entry, event) for (entry, _), event in pairs]
         fits = len(sealed) <= self.sizer.size and sum(decoded.sizes) <= self.sizer.max_bytes

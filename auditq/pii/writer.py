@@ -74,7 +74,7 @@ class Encryptor:
             return events
         subjects = [subject_of(events[index].actor_id) for index, _ in todo]
         keys = self._keys(set(subjects))
-        sealed = events if owned else list(events)
+        copies = None if owned else list(events)  # an owned batch is sealed in place
         encrypt = crypto.encrypt
         nonces = crypto.nonces(len(todo))
         for (index, (found, updates)), subject, nonce in zip(todo, subjects, nonces, strict=True):
@@ -89,11 +89,11 @@ class Encryptor:
             # id is a UUID and the ciphertext base64: neither needs escaping.
             # ``updates`` is take's own dict: it becomes the copy's changes as it is.
             updates["pii"] = f'{{"v":{FORMAT},"k":"{key_id}","f":{listed},"c":"{ciphertext}"}}'
-            if owned:  # the fields exist already, so the values keep their column order
+            if copies is None:  # the fields exist already, so the values keep their column order
                 event.__dict__.update(updates)
             else:
-                sealed[index] = stored_copy(event, updates)
-        return sealed
+                copies[index] = stored_copy(event, updates)
+        return events if copies is None else copies
 
     def _keys(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:
         with self._lock:
