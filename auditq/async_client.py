@@ -48,10 +48,11 @@ _COALESCE_MAX = 500  # events per coalesced call: well inside AUDITQ_REDIS_TIMEO
 
 @dataclass
 class _Waiting:
-    """One log_many call's normal events, waiting for a coalesced script call."""
+    """One log_many call's normal events (``indexes`` of its batch), waiting for a
+    coalesced script call."""
 
-    events: list[AuditEvent]
-    payloads: list[str]
+    batch: Batch
+    indexes: list[int]
     done: asyncio.Future[list[Decision]]
 
 
@@ -106,11 +107,10 @@ class AsyncAuditClient:
         """
         batch = Batch.of(events, self.settings.max_event_bytes, self.settings.redact_key_set)
         for critical, indexes in batch.groups():
-            events_, payloads = batch.pick(indexes)
             if critical:
-                batch.decide(indexes, await self._critical(events_, payloads))
+                batch.decide(indexes, await self._critical(*batch.pick(indexes)))
             else:
-                batch.decide(indexes, await self._coalesced(events_, payloads))
+                batch.decide(indexes, await self._coalesced(batch, indexes))
         return batch.results()
 
     async def aclose(self) -> None:
@@ -123,13 +123,13 @@ class AsyncAuditClient:
     async def _enqueue(
         self,
         category: str,
-        events: list[AuditEvent],
         payloads: list[str],
+        tenants: list[str | None],
         on_full: producer.OnFull = "drop",
     ) -> list[str | None]:
         """The sync client's ``ShardedQueue.enqueue``: the same rounds, awaited."""
         items = [(category, p) for p in payloads]
-        first = self._picker.pick([e.tenant_id for e in events])
+        first = self._picker.pick(tenants)
         spill = producer.Spill(first, len(self._shards), on_full)
         while calls := spill.calls():
             for shard, indexes, mode in calls:
@@ -154,15 +154,15 @@ class AsyncAuditClient:
 
     # --- normal events ------------------------------------------------------------------------
 
-    async def _coalesced(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
+    async def _coalesced(self, batch: Batch, indexes: list[int]) -> list[Decision]:
         if not self._sending:  # nothing in flight: a lone call goes out itself, no task hop
             self._sending += 1
             try:
-                return await self._normal(events, payloads)
+                return await self._normal([(batch, indexes)])
             finally:
                 self._sending -= 1
                 self._start_sender()
-        waiting = _Waiting(events, payloads, asyncio.get_running_loop().create_future())
+        waiting = _Waiting(batch, indexes, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
         self._start_sender()
         return await waiting.done
@@ -178,32 +178,34 @@ class AsyncAuditClient:
             while self._waiting:
                 taken, size = 0, 0
                 while taken < len(self._waiting) and size < _COALESCE_MAX:
-                    size += len(self._waiting[taken].events)
+                    size += len(self._waiting[taken].indexes)
                     taken += 1
                 group, self._waiting = self._waiting[:taken], self._waiting[taken:]
                 try:
-                    decisions = await self._normal(
-                        [e for w in group for e in w.events],
-                        [p for w in group for p in w.payloads],
-                    )
+                    decisions = await self._normal([(w.batch, w.indexes) for w in group])
                 except BaseException as error:  # a bug or a cancellation: every caller hears it
                     for w in group:
                         if not w.done.done():
                             w.done.set_exception(error)
                     raise
                 for w in group:
-                    mine, decisions = decisions[: len(w.events)], decisions[len(w.events) :]
+                    mine, decisions = decisions[: len(w.indexes)], decisions[len(w.indexes) :]
                     if not w.done.done():  # its caller may have been cancelled
                         w.done.set_result(mine)
         finally:
             self._sending -= 1
 
-    async def _normal(self, events: list[AuditEvent], payloads: list[str]) -> list[Decision]:
+    async def _normal(self, parts: list[tuple[Batch, list[int]]]) -> list[Decision]:
+        """Enqueue the normal events of one or more calls (each a batch and the indexes of
+        its normal events): their payloads and tenants; an event itself is built only for
+        a direct write (overflow=direct)."""
         policy = self.settings.overflow
+        payloads = [p for batch, indexes in parts for p in batch.payloads(indexes)]
+        tenants = [t for batch, indexes in parts for t in batch.tenants(indexes)]
         try:
-            ids = await self._enqueue("normal", events, payloads, producer.on_full(policy))
+            ids = await self._enqueue("normal", payloads, tenants, producer.on_full(policy))
             if policy == "block":
-                await self._block(events, payloads, ids)
+                await self._block(payloads, tenants, ids)
         except RedisError as error:
             self._unsent.redis_failed()
             decisions, counts = producer.redis_down(len(payloads), error, self.warnings)
@@ -214,13 +216,14 @@ class AsyncAuditClient:
         no_room = producer.full(ids)
         written = False
         if no_room and policy == "direct":
-            written = await self._direct([events[i] for i in no_room])
+            where = [(batch, i) for batch, indexes in parts for i in indexes]
+            written = await self._direct([where[k][0].event(where[k][1]) for k in no_room])
         decisions, counts = producer.normal_decisions(ids, policy, written)
         await self._count(counts)
         return decisions
 
     async def _block(
-        self, events: list[AuditEvent], payloads: list[str], ids: list[str | None]
+        self, payloads: list[str], tenants: list[str | None], ids: list[str | None]
     ) -> None:
         """overflow=block: retry the events that found no room until AUDITQ_BLOCK_TIMEOUT."""
         loop = asyncio.get_running_loop()
@@ -228,7 +231,7 @@ class AsyncAuditClient:
         while (waiting := producer.full(ids)) and loop.time() < deadline:
             await asyncio.sleep(producer.BLOCK_POLL)
             retried = await self._enqueue(
-                "normal", [events[i] for i in waiting], [payloads[i] for i in waiting], "reject"
+                "normal", [payloads[i] for i in waiting], [tenants[i] for i in waiting], "reject"
             )
             producer.fill(ids, waiting, retried)
 
@@ -238,7 +241,7 @@ class AsyncAuditClient:
         if await self._direct(events):
             return producer.written(len(events))
         try:
-            await self._enqueue("critical", events, payloads)
+            await self._enqueue("critical", payloads, [e.tenant_id for e in events])
         except RedisError as error:
             self._unsent.redis_failed()
             raise producer.unavailable(len(events)) from error

@@ -3,6 +3,7 @@
 import asyncio
 import json
 
+import psycopg
 import pytest
 
 from auditq import AsyncAuditClient, AuditUnavailable
@@ -94,6 +95,30 @@ def test_overflow_direct_writes_to_the_store(redis_url, postgrest, pg_dsn, clean
     results = run(using(settings, body))
     assert [r.outcome for r in results] == ["queued", "queued", "written"]
     assert rows_with(pg_dsn, [results[2].id]) == [(results[2].id, "direct")]
+
+
+def test_coalesced_calls_past_the_bound_write_each_callers_own_events_direct(
+    redis_url, redis_client, postgrest, pg_dsn, clean_db
+):
+    async def body(client):
+        calls = [[{"action": "x", "actor_id": f"c{c}_{i}"} for i in range(3)] for c in range(4)]
+        return await asyncio.gather(*(client.log_many(events) for events in calls))
+
+    settings = supabase_settings(postgrest, redis_url, max_queue=5, overflow="direct")
+    calls = run(using(settings, body))
+
+    outcomes = [r.outcome for results in calls for r in results]
+    assert outcomes.count("queued") == 5 and outcomes.count("written") == 7
+    queued = {json.loads(f[b"event"])["id"] for _, f in redis_client.xrange("audit:events")}
+    with psycopg.connect(pg_dsn) as conn:
+        stored = dict(conn.execute("select id::text, actor_id from public.audit_logs").fetchall())
+    for c, results in enumerate(calls):
+        for i, result in enumerate(results):
+            # Each result names its own event, wherever it went: the stream or the table.
+            if result.outcome == "queued":
+                assert result.id in queued and result.id not in stored
+            else:
+                assert stored[result.id] == f"c{c}_{i}"
 
 
 def test_critical_with_the_store_up_is_written(
