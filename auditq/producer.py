@@ -19,7 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from auditq.events import AuditEvent, Encoded, encode_batch
+from auditq.bulk import Encoded, encode_batch
+from auditq.events import AuditEvent
 from auditq.keys import Keys
 from auditq.stats import MINUTE_TTL, epoch_minute
 

@@ -24,7 +24,7 @@ import orjson
 from common import save, table
 from drain import events
 
-from auditq.events import decode_entries, model_decode
+from auditq.decoding import decode_entries, model_decode
 
 MAX_BYTES = 65_536
 

@@ -24,10 +24,11 @@ import redis
 from common import save, table
 from producer import event  # bench/producer.py's: what an app logs on a login
 
+from auditq.bulk import encode_batch
 from auditq.client import AuditClient
 from auditq.config import load_settings
 from auditq.devtools.embedded import RedisServer
-from auditq.events import build_event, encode, encode_batch
+from auditq.events import build_event, encode
 from auditq.producer import Batch
 from auditq.redact import DEFAULT_KEY_SET
 

@@ -21,9 +21,10 @@ from common import save, services, summary, table
 from rq import Queue as RQQueue
 from supabase import ClientOptions, create_client
 
+from auditq.bulk import encode_batch
 from auditq.client import AuditClient
 from auditq.config import load_settings
-from auditq.events import build_event, encode_batch
+from auditq.events import build_event
 from bench.jobs import insert_event
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pydantic_core
 
-from auditq.events import derived_id, entry_time
+from auditq.decoding import derived_id, entry_time
 from auditq.keys import Keys, shard_prefix
 from dashboard.resources import Resources
 

@@ -31,7 +31,8 @@ from functools import partial
 import redis
 from tenacity import RetryCallState
 
-from auditq.events import AuditEvent, EventError, decode_entries
+from auditq.decoding import decode_entries
+from auditq.events import AuditEvent, EventError
 from auditq.pii.writer import Sealer
 from auditq.queue import Entry, Queue
 from auditq.redact import DEFAULT_KEY_SET

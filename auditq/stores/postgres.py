@@ -6,7 +6,7 @@ an id already stored (a redelivery after a crash, two workers racing on a reclai
 whole on the primary key, rolls back, and is sent again through a session temp table and
 ``INSERT ... SELECT ... ON CONFLICT (id, occurred_at) DO NOTHING``, which stores only the new
 rows. The key holds occurred_at because the table is partitioned on it (a redelivered event
-carries the same id and occurred_at: auditq.events.decode_entry derives both from the entry).
+carries the same id and occurred_at: auditq.decoding.decode_entry derives both from the entry).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""log_many's fast path (auditq.events.encode_batch) through the client, on every path an
+"""log_many's fast path (auditq.bulk.encode_batch) through the client, on every path an
 event can take: queued, written direct as critical, written direct past the bound."""
 
 import json

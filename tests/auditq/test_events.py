@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from auditq.events import MAX_METADATA_DEPTH, EventError, build_event, decode_entry, encode
+from auditq.decoding import decode_entry
+from auditq.events import MAX_METADATA_DEPTH, EventError, build_event, encode
 
 
 def test_a_valid_event_gets_a_uuid7_and_a_time():

@@ -6,7 +6,8 @@ import pytest
 
 from auditq.client import AuditClient
 from auditq.config import ConfigError, load_settings
-from auditq.events import AuditEvent, build_event, decode_entry
+from auditq.decoding import decode_entry
+from auditq.events import AuditEvent, build_event
 from auditq.redact import DEFAULT_KEY_SET, REDACTED, redact_raw
 
 NESTED = {

@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
+from auditq.decoding import decode_entry
 from auditq.devtools.embedded import HOST
-from auditq.events import decode_entry
 from auditq.keys import Keys
 from auditq.stores.postgres import PostgresStore
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from auditq.client import AuditClient
 from auditq.config import load_settings
-from auditq.events import decode_entry, derived_id
+from auditq.decoding import decode_entry, derived_id
 from auditq.keys import shard_keys
 from auditq.queue import connect
 from tests.dashboard.helpers import (

@@ -19,7 +19,7 @@ import psycopg
 import redis
 
 from auditq.config import env_name
-from auditq.events import derived_id
+from auditq.decoding import derived_id
 from auditq.heartbeat import list_workers
 from auditq.keys import GROUP, Keys
 from auditq.queue import Queue, connect

@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from auditq import events
+from auditq import decoding
 from auditq.keys import GROUP
 from auditq.stores.postgres import PostgresStore
 from auditq.stores.supabase import SupabaseStore
@@ -170,14 +170,14 @@ def test_an_unexpected_error_while_decoding_one_entry_holds_back_no_other(
 
     # A stand-in for an error of a type nobody foresaw (as OverflowError once was), raised
     # while decoding one entry of the batch.
-    decode_one = events._decode
+    decode_one = decoding._decode
 
     def decode(entry_id, *args):
         if entry_id == entry_ids[11]:
             raise TypeError("nobody saw this coming")
         return decode_one(entry_id, *args)
 
-    monkeypatch.setattr(events, "_decode", decode)
+    monkeypatch.setattr(decoding, "_decode", decode)
     with inserter.lock:
         inserter.handle(read_all(inserter, 100), backlog=False)
 

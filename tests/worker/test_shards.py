@@ -14,7 +14,7 @@ import redis
 
 from auditq.client import AuditClient
 from auditq.config import load_settings
-from auditq.events import derived_id
+from auditq.decoding import derived_id
 from auditq.keys import GROUP, Keys, shard_keys
 from auditq.queue import Queue, connect
 from auditq.shards import record_shards

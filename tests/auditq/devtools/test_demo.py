@@ -16,8 +16,9 @@ import redis
 
 from auditq.client import AuditClient
 from auditq.config import load_settings
+from auditq.decoding import decode_entry
 from auditq.devtools.demo import MALFORMED, DemoTraffic, run
-from auditq.events import EventError, build_event, decode_entry
+from auditq.events import EventError, build_event
 from auditq.keys import Keys
 
 REPO = Path(__file__).resolve().parents[3]

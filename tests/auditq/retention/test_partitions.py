@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from auditq.config import Settings
-from auditq.events import decode_entry
+from auditq.decoding import decode_entry
 from auditq.migrate import MIGRATIONS_DIR, apply_migrations
 from auditq.retention.partitions import maintain
 from auditq.seals.sealer import seal_pass

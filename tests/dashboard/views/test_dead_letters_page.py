@@ -8,7 +8,7 @@ import uuid
 
 import psycopg
 
-from auditq.events import ENTRY_ID_NAMESPACE, decode_entry
+from auditq.decoding import ENTRY_ID_NAMESPACE, decode_entry
 from auditq.queue import Queue
 from dashboard import dead_letters as dl
 from tests.dashboard.helpers import add_dead_letter, csrf_token

@@ -18,8 +18,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from auditq import events
-from auditq.events import MAX_METADATA_DEPTH, AuditEvent, build_event, encode, encode_batch
+from auditq import bulk
+from auditq.bulk import encode_batch
+from auditq.events import MAX_METADATA_DEPTH, AuditEvent, EventError, build_event, encode
 from auditq.redact import DEFAULT_KEY_SET, key_set
 from tests.auditq.helpers import nested
 
@@ -196,7 +197,7 @@ def test_plain_events_take_the_fast_path_and_are_built_only_when_asked():
 
 
 def test_an_oversized_event_is_refused_naming_its_size():
-    with pytest.raises(events.EventError) as caught:
+    with pytest.raises(EventError) as caught:
         encode_batch([BASE, {**BASE, "metadata": {"blob": "x" * 500}}], max_bytes=400)
     assert caught.value.field == "event"
     assert "400-byte limit" in str(caught.value)
@@ -223,4 +224,4 @@ def test_many_shapes_of_events_keep_a_bounded_memo():
     fields = ["actor_type", "actor_id", "target_type", "target_id", "tenant_id", "request_id"]
     for shape in itertools.permutations([*fields, "user_agent"]):
         encode_batch([{"action": "a", **dict.fromkeys(shape, "x")}], MAX)
-    assert 0 < len(events._TEMPLATES) <= events._MAX_TEMPLATES
+    assert 0 < len(bulk._TEMPLATES) <= bulk._MAX_TEMPLATES

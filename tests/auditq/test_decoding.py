@@ -1,4 +1,4 @@
-"""The worker's fast path (msgspec, auditq/events.py) against the model it stands in for.
+"""The worker's fast path (msgspec, auditq/decoding.py) against the model it stands in for.
 
 For every input, the event the fast path returns must be the one the model returns, and
 what it is unsure of goes to the model, which accepts it or names the bad field. Each case
@@ -13,8 +13,9 @@ import uuid
 
 import pytest
 
-from auditq import events
-from auditq.events import MAX_METADATA_DEPTH, decode_entries
+from auditq import decoding
+from auditq.decoding import decode_entries
+from auditq.events import MAX_METADATA_DEPTH
 from tests.auditq.helpers import nested
 
 ENTRY = "1700000000123-0"
@@ -110,7 +111,7 @@ def _raise_or_return(value):
 
 
 def model_only(monkeypatch):
-    monkeypatch.setattr(events, "_fast_from_json", lambda *args: None)
+    monkeypatch.setattr(decoding, "_fast_from_json", lambda *args: None)
 
 
 def decode_all(raws):
@@ -147,14 +148,14 @@ def test_random_events_decode_as_the_model_decodes_them(monkeypatch):
 
 def test_plain_valid_entries_take_the_fast_path(monkeypatch):
     taken = []
-    fast = events._fast_from_json
+    fast = decoding._fast_from_json
 
     def counted(*args):
         event = fast(*args)
         taken.append(event is not None)
         return event
 
-    monkeypatch.setattr(events, "_fast_from_json", counted)
+    monkeypatch.setattr(decoding, "_fast_from_json", counted)
     raws = [as_bytes(raw) for raw in RAW[:4]] + [json.dumps({"action": "a"}).encode()]
     decoded = decode_all(raws)
     assert all(not isinstance(event, Exception) for event in decoded)
