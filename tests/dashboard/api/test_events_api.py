@@ -125,6 +125,17 @@ def test_an_oversized_event_is_413(client, redis_client, keys):
     assert redis_client.xlen(keys.stream) == 0
 
 
+def test_the_first_refused_event_in_request_order_is_named(client, redis_client, keys):
+    big = {"action": "big", "metadata": {"blob": "x" * 70_000}}
+    response = post(client, [{"action": "fine"}, big, {"actor_id": "no action"}])
+    assert response.status_code == 413
+    assert response.json["index"] == 1 and response.json["field"] == "event"
+    response = post(client, [{"action": "fine"}, {"actor_id": "no action"}, big])
+    assert response.status_code == 400
+    assert response.json["index"] == 1 and response.json["field"] == "action"
+    assert redis_client.xlen(keys.stream) == 0
+
+
 def test_an_oversized_body_is_413(client, redis_client, keys):
     limit = body_limit(65_536)
     body = json.dumps([{"action": "a", "metadata": {"p": "y" * 60_000}}] * (limit // 60_000 + 2))
