@@ -33,7 +33,7 @@ from tenacity import RetryCallState
 
 from auditq.decoding import decode_entries
 from auditq.events import AuditEvent, EventError
-from auditq.pii.writer import Sealer
+from auditq.pii.writer import Sealer, as_is
 from auditq.queue import Entry, Queue
 from auditq.redact import DEFAULT_KEY_SET
 from auditq.stats import Stats, latency_field
@@ -65,6 +65,8 @@ class Decoded:
     items: list[Item]
     sizes: list[int]  # each item's payload bytes, for the byte bound and the sizer
     dead: list[tuple[Entry, str]]
+    # Personal fields encrypted ahead (``_prepare``): the insert need not look again.
+    sealed: bool = False
     # The insert of all the items, made ahead where the store can (``Store.encode_rows``).
     encoded: Encoded | None = None
 
@@ -100,7 +102,7 @@ class BatchInserter:
         self.redact_keys = redact_keys
         # Personal fields become ciphertext just before each insert (auditq/pii); a key
         # store failure is retried like the insert.
-        self.seal: Sealer = seal or (lambda events: events)
+        self.seal: Sealer = seal or as_is
         self.retry_base = retry_base
         self.retry_max = retry_max
         # One batch at a time per process: the drain and reclaim jobs run on separate
@@ -152,14 +154,15 @@ class BatchInserter:
         """Encrypt personal fields here too, on the prefetch thread while the previous batch
         is written (worker/pipeline.py), so it costs the drain little, and encode the insert
         where the batch goes in one. Best effort: should the keys not be readable now, the
-        insert seals them (sealing twice is a no-op) and retries a key store failure as it
-        retries the insert."""
+        insert seals the batch itself and retries a key store failure as it retries the
+        insert."""
         events = [event for _, event in decoded.items]
         try:
             sealed = self.seal(events)
         except StoreError as error:
             log.warning("sealing ahead failed consumer=%s error=%s", self.consumer, error)
             return decoded
+        decoded.sealed = True
         if sealed is not events:  # sealed copies (not this worker's own): the items take them
             pairs = zip(decoded.items, sealed, strict=True)
             decoded.items = [(entry, event) for (entry, _), event in pairs]
@@ -183,13 +186,14 @@ class BatchInserter:
         started = time.monotonic()
         self.status.busy = "draining"
         outcome = _Outcome(dead=list(decoded.dead))
+        seal = as_is if decoded.sealed else self.seal
         complete = False
         try:
             if decoded.encoded is not None:  # one insert, made ahead
-                self._store(items, entries, outcome, decoded.encoded)
+                self._store(items, entries, outcome, seal, decoded.encoded)
             else:
                 for chunk in chunk_by_bytes(items, sizes, self.sizer.max_bytes):
-                    self._store(chunk, entries, outcome)
+                    self._store(chunk, entries, outcome, seal)
             complete = True
         except Interrupted:
             log.warning(
@@ -230,14 +234,16 @@ class BatchInserter:
         chunk: list[Item],
         held: list[Entry],
         outcome: _Outcome,
+        seal: Sealer,
         encoded: Encoded | None = None,
     ) -> None:
         """Insert the chunk, bisecting refused parts; retry transient failures in place.
 
         ``pending`` is a stack of parts still to insert, so the work done survives a retry:
         a part already committed is never sent again, and a failed part is re-split to the
-        (now smaller) batch size before the next attempt. ``encoded`` is the whole chunk's
-        insert made ahead: used while the chunk goes whole (parts are only ever smaller).
+        (now smaller) batch size before the next attempt. ``seal`` encrypts a part's personal
+        fields (nothing if they were sealed ahead); ``encoded`` is the whole chunk's insert
+        made ahead: used while the chunk goes whole (parts are only ever smaller).
         """
         retry = retrying(
             base=self.retry_base,
@@ -246,7 +252,7 @@ class BatchInserter:
             before=self._before_attempt,
             after=self._after_failure,
         )
-        retry(self._drain_parts, [chunk], outcome, [entry.id for entry in held], encoded)
+        retry(self._drain_parts, [chunk], outcome, [entry.id for entry in held], seal, encoded)
 
     # The retry hooks read the batch from the call's arguments, not from a closure: tenacity's
     # Retrying sits in reference cycles until the collector runs, and would hold the batch
@@ -256,14 +262,14 @@ class BatchInserter:
 
     def _before_attempt(self, state: RetryCallState) -> None:
         if state.attempt_number > 1:
-            _, _, held_ids, _ = state.args
+            _, _, held_ids, *_ = state.args
             self.status.busy = "draining"
             self.status.retried += 1
             self.count({"retried": 1})
             self._renew(held_ids)
 
     def _after_failure(self, state: RetryCallState) -> None:
-        pending, outcome, held_ids, _ = state.args
+        pending, outcome, held_ids, *_ = state.args
         self._renew(held_ids)
         outcome.failures += 1
         self.status.failed_batches += 1
@@ -283,6 +289,7 @@ class BatchInserter:
         pending: list[list[Item]],
         outcome: _Outcome,
         _held_ids: list[str],
+        seal: Sealer,
         encoded: Encoded | None,
     ) -> None:
         """Insert the parts left; ``_held_ids`` is there for the retry hooks (above)."""
@@ -295,7 +302,7 @@ class BatchInserter:
                 if encoded is not None and len(part) == encoded.count:
                     outcome.new_rows += self.store.insert_encoded(encoded)
                 else:
-                    events = self.seal([e for _, e in part])
+                    events = seal([e for _, e in part])
                     outcome.new_rows += self.store.insert_events(events)
             except StoreUnavailable:
                 pending.append(part)

@@ -27,7 +27,7 @@ from auditq.stores.encoding import dumps
 Sealer = Callable[[Sequence[AuditEvent]], Sequence[AuditEvent]]
 
 
-def _as_is(events: Sequence[AuditEvent]) -> Sequence[AuditEvent]:
+def as_is(events: Sequence[AuditEvent]) -> Sequence[AuditEvent]:
     return events
 
 
@@ -37,7 +37,7 @@ def sealer(settings: Settings, store: Store, *, owned: bool = False) -> Sealer:
     ``owned``: the writer's events are its own (the worker's, decoded a moment ago), so
     they are sealed in place instead of copied; a client's events may be its caller's."""
     if settings.pii_key is None or not settings.pii_field_list:
-        return _as_is
+        return as_is
     keys = crypto.masters(settings)
     encryptor = Encryptor(store, keys, settings.pii_field_list, settings.pii_cache_size)
     return functools.partial(encryptor.seal, owned=True) if owned else encryptor.seal
@@ -63,7 +63,7 @@ class Encryptor:
 
         Raises StoreUnavailable when the keys cannot be read or created (a writer retries
         it like a failed insert; nothing is stored in clear meanwhile)."""
-        # An event sealed already (the worker seals ahead, then again at insert) is skipped.
+        # An event sealed already is skipped: sealing is idempotent.
         take = self.fields.take
         todo = [
             (index, taken)

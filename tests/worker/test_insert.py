@@ -9,9 +9,13 @@ import psycopg
 import pytest
 
 from auditq import decoding
+from auditq.config import Settings
 from auditq.keys import GROUP
+from auditq.pii.writer import sealer
+from auditq.stores import StoreUnavailable
 from auditq.stores.postgres import PostgresStore
 from auditq.stores.supabase import SupabaseStore
+from tests.auditq.pii.helpers import KEY
 from tests.polling import wait_for
 from tests.worker.helpers import (
     KEYS,
@@ -306,4 +310,42 @@ def test_shutdown_during_backoff_leaves_the_batch_pending(redis_url, clean_db):
     assert row_count(clean_db) == 0
     assert pending(inserter.queue.redis, inserter.consumer) == 50
     assert "batches" not in totals(inserter.queue.redis)
+    store.close()
+
+
+# --- personal fields ------------------------------------------------------------------------
+
+
+class KeysDownOnce(PostgresStore):
+    """The real Postgres store, whose data keys cannot be read the first time they are
+    asked for (when the batch is sealed ahead of its insert)."""
+
+    def __init__(self, dsn):
+        super().__init__(dsn, timeout=10)
+        self.failed = False
+
+    def pii_keys(self, **which):
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailable("data keys unreadable")
+        return super().pii_keys(**which)
+
+
+def test_a_batch_that_could_not_be_sealed_ahead_is_sealed_at_its_insert(redis_url, clean_db):
+    store = KeysDownOnce(clean_db)
+    inserter = make_inserter(redis_url, store)
+    inserter.seal = sealer(Settings(pii_key=KEY), store, owned=True)
+    payloads = [
+        json.dumps({"action": "user.login", "actor_id": f"u_{i}", "ip": "198.51.100.23"})
+        for i in range(20)
+    ]
+    enqueue(inserter.queue, payloads)
+    with inserter.lock:
+        inserter.handle(read_all(inserter, 100), backlog=False)
+
+    assert store.failed
+    with psycopg.connect(clean_db) as conn:
+        rows = conn.execute("select ip, pii is not null from public.audit_logs").fetchall()
+    assert rows == [(None, True)] * 20  # no address in clear, every row's ciphertext there
+    assert drained(inserter.queue.redis)
     store.close()
