@@ -130,3 +130,35 @@ def test_events_at_the_edge_of_what_validation_accepts_are_stored(store, pg_dsn)
     ]
     assert store.insert_events(edges) == len(edges)
     assert count_rows(pg_dsn, edges) == (len(edges), len(edges))
+
+
+def test_text_with_backslashes_tabs_and_line_breaks_is_stored_exactly(store, pg_dsn):
+    # COPY's text format escapes these; a value spelling its null marker (\N) or end marker
+    # stays text, an empty one stays empty, and the plain rows beside them stay plain.
+    hostile = [
+        "back\\slash", "tab\there", "line\nbreak", "carriage\rreturn", "\\N", "\\.", "",
+        "é \u2028 \x01 \"quoted\"", "ends with a backslash\\",
+    ]  # fmt: skip
+    events = [
+        build_event(
+            {
+                "action": f"a{i}",
+                "actor_id": text,
+                "target_id": text or None,
+                "user_agent": text,
+                "metadata": {"text": text, text: [text]},
+            }
+        )
+        for i, text in enumerate(hostile)
+    ]
+    # Each alone in an otherwise plain batch, then all in one.
+    for event in events:
+        assert store.insert_events([*sample(2), event]) == 3
+    assert store.insert_events(events) == 0
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute(
+            "select actor_id, target_id, user_agent, metadata from public.audit_logs"
+            " where id = any(%s) order by action",
+            ([e.id for e in events],),
+        ).fetchall()
+    assert rows == [(e.actor_id, e.target_id, e.user_agent, e.metadata) for e in events]
