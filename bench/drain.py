@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -189,17 +190,24 @@ def _timed_raw(svc: Services, store: str, n: int, insert) -> Run:
 
 
 def raw_copy_rate(svc: Services, n: int) -> Run:
-    """One client COPYing the prepared rows in COPY_BATCH-row statements, at its best: each
-    column's type declared once per COPY and metadata as orjson's text. (Letting psycopg
-    look up each value's dumper and encode metadata with the stdlib json, as this baseline
-    did before, made it 1.1-1.3x slower: a handicap auditq does not share.)"""
+    return _timed_raw(svc, "postgres", n, raw_copy(svc, n))
+
+
+def raw_copy(svc: Services, n: int) -> Callable[[], None]:
+    """The raw COPY baseline, its rows prepared and its connection open (neither part of
+    what is measured, as a worker connects before its first heartbeat): one client COPYing
+    them in COPY_BATCH-row statements, at its best: each column's type declared once per
+    COPY and metadata as orjson's text. (Letting psycopg look up each value's dumper and
+    encode metadata with the stdlib json, as this baseline did before, made it 1.1-1.3x
+    slower: a handicap auditq does not share.)"""
     truncate(svc.dsn)
     rows = [build_event(e) for e in events(n)]
     cols = "id, occurred_at, action, actor_id, target_type, target_id, tenant_id, ip, metadata"
     types = ["uuid", "timestamptz", "text", "text", "text", "text", "text", "text", "text"]
+    conn = psycopg.connect(svc.dsn)
 
     def insert() -> None:
-        with psycopg.connect(svc.dsn) as conn:
+        with conn:
             for start in range(0, n, COPY_BATCH):
                 with conn.cursor().copy(f"copy public.audit_logs ({cols}) from stdin") as copy:
                     copy.set_types(types)
@@ -219,11 +227,17 @@ def raw_copy_rate(svc: Services, n: int) -> Run:
                         )
                 conn.commit()
 
-    return _timed_raw(svc, "postgres", n, insert)
+    return insert
 
 
 def raw_postgrest_rate(svc: Services, n: int) -> Run:
-    """One client POSTing the prepared rows in BATCH-row bodies, as a plain script would."""
+    return _timed_raw(svc, "supabase", n, raw_postgrest(svc, n))
+
+
+def raw_postgrest(svc: Services, n: int) -> Callable[[], None]:
+    """The raw PostgREST baseline, its rows prepared and its HTTP client made (neither part
+    of what is measured): one client POSTing them in BATCH-row bodies, as a plain script
+    would."""
     truncate(svc.dsn)
     rows = [to_row(build_event(e), "queue") for e in events(n)]
     key = svc.supabase.service_key
@@ -235,14 +249,15 @@ def raw_postgrest_rate(svc: Services, n: int) -> Run:
     }
     params = {"columns": ",".join(ROW_COLUMNS)}
 
+    client = httpx.Client(base_url=f"{svc.supabase.url}/rest/v1", headers=headers, timeout=60)
+
     def insert() -> None:
-        url = f"{svc.supabase.url}/rest/v1"
-        with httpx.Client(base_url=url, headers=headers, timeout=60) as h:
+        with client as h:
             for start in range(0, n, BATCH):
                 body = orjson.dumps(rows[start : start + BATCH])
                 h.post("/audit_logs", params=params, content=body).raise_for_status()
 
-    return _timed_raw(svc, "supabase", n, insert)
+    return insert
 
 
 def original_plan_rate(svc: Services, seconds: float) -> float:
