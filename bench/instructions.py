@@ -114,7 +114,7 @@ def worker_drain(
     return Drain(queue, inserter, budget=600).run
 
 
-def counted(svc: Services, mode: str, events: int, env: dict[str, str]) -> int:
+def counted(mode: str, events: int, env: dict[str, str]) -> int:
     """The instructions of one child run over ``events`` (0: set-up only)."""
     command = [sys.executable, __file__, "--child", mode, "--events", str(events)]
     valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
@@ -132,9 +132,9 @@ def per_event(svc: Services, mode: str, n: int, env: dict[str, str]) -> float:
             fill(svc, n)
 
     prepare()
-    setup = counted(svc, mode, 0, env)
+    setup = counted(mode, 0, env)
     prepare()
-    return (counted(svc, mode, n, env) - setup) / n
+    return (counted(mode, n, env) - setup) / n
 
 
 def main() -> None:
