@@ -3,9 +3,17 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from auditq.decoding import decode_entry
-from auditq.events import MAX_METADATA_DEPTH, EventError, build_event, encode
+from auditq.events import (
+    MAX_METADATA_DEPTH,
+    AuditEvent,
+    EventError,
+    assemble,
+    build_event,
+    encode,
+)
 
 
 def test_a_valid_event_gets_a_uuid7_and_a_time():
@@ -161,3 +169,21 @@ def test_encode_writes_what_orjson_refuses_as_the_model_does():
     event = build_event({"action": "a", "metadata": {"tags": {"x"}, "big": 2**70, "raw": b"b"}})
     written = json.loads(encode(event, 65_536))["metadata"]
     assert written == {"tags": ["x"], "big": 2**70, "raw": "b"}
+
+
+def test_an_assembled_event_is_the_validated_one_in_every_respect():
+    # The fast paths build events without the model (auditq/decoding.py, auditq/bulk.py).
+    validated = build_event(
+        {"action": "user.ban", "actor_id": "u1", "ip": "192.0.2.1", "metadata": {"a": [1]}}
+    )
+    assembled = assemble(dict(validated.__dict__))
+    assert assembled == validated
+    assert assembled.__pydantic_extra__ is None and assembled.__pydantic_private__ is None
+    assert assembled.model_fields_set == set(AuditEvent.model_fields)
+    assert assembled.model_dump() == validated.model_dump()
+    assert assembled.to_json() == validated.to_json()
+    assert repr(assembled) == repr(validated)
+    changed = assembled.model_copy(update={"action": "user.unban"})
+    assert (changed.action, assembled.action) == ("user.unban", "user.ban")
+    with pytest.raises(ValidationError):  # frozen, as a validated event is
+        assembled.action = "user.unban"
