@@ -5,9 +5,10 @@ raw baselines' client, in one run.
 
 On this shared two-core machine the wall time and even the CPU time of the same code
 swing by a third from one run to the next (bench/RESULTS.md). callgrind counts the
-instructions the Python process executes instead: the same code and inputs give the same
-count within about 1 %, whatever else the machine is doing. A change to the worker's path
-that the drain benchmarks cannot tell from the noise shows here.
+instructions the Python process executes instead: the worker's count repeats within about
+1 % whatever else the machine is doing (the raw PostgREST client's, a small count whose
+socket reads depend on timing, within about 8 %). A change to the worker's path that the
+drain benchmarks cannot tell from the noise shows here.
 
 Each figure is (the instructions of a run over EVENTS queued events - those of the same
 run over none) / EVENTS, so start-up, imports and connecting cancel out:
