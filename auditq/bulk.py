@@ -18,7 +18,7 @@ import msgspec
 import orjson
 import uuid_utils
 
-from auditq.events import AuditEvent, Wire, assemble, build_event, encode, is_inet
+from auditq.events import AuditEvent, Wire, assemble, build_event, encode, in_utc, is_inet
 from auditq.redact import DEFAULT_KEY_SET, REDACTED, redact
 
 
@@ -111,11 +111,8 @@ def _plain_values(data: dict[str, Any], redact_keys: frozenset[str]) -> dict[str
         msgspec.convert(data, Wire)  # the types, limits and names of the fields
     except msgspec.ValidationError:
         return None
-    if when.tzinfo is not UTC:
-        try:
-            when = when.astimezone(UTC)
-        except OverflowError:
-            return None
+    if when.tzinfo is not UTC and (when := in_utc(when)) is None:
+        return None
     ip = data.get("ip")
     if ip is not None and not is_inet(ip):
         return None

@@ -32,6 +32,7 @@ from auditq.events import (
     Wire,
     assemble,
     field_error,
+    in_utc,
     is_inet,
     unstorable,
 )
@@ -195,10 +196,9 @@ def _checked(values: dict[str, Any], redact_keys: frozenset[str], plain: bytes) 
                 return False
     when = values["occurred_at"]
     if when is not msgspec.UNSET and when.tzinfo is not UTC:
-        try:
-            values["occurred_at"] = when.astimezone(UTC)
-        except OverflowError:
+        if (when := in_utc(when)) is None:
             return False
+        values["occurred_at"] = when
     if values["ip"] is not None and not is_inet(values["ip"]):
         return False
     metadata = values["metadata"]

@@ -102,10 +102,10 @@ class AuditEvent(BaseModel):
         # A naive timestamp is ambiguous in a forensic record; producers must say UTC.
         if value.tzinfo is None:
             raise ValueError("must include a timezone offset (RFC 3339)")
-        try:
-            return value.astimezone(UTC)
-        except OverflowError:  # 0001-01-01T00:00+14:00 is in year 0 in UTC
-            raise ValueError("is out of range once converted to UTC") from None
+        utc = in_utc(value)
+        if utc is None:
+            raise ValueError("is out of range once converted to UTC")
+        return utc
 
     @model_validator(mode="after")
     def _text(self) -> AuditEvent:
@@ -151,6 +151,16 @@ class AuditEvent(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)
+
+
+def in_utc(value: datetime) -> datetime | None:
+    """An aware time in UTC, or None when that is outside the years Python holds
+    (0001-01-01T00:00+14:00 is in year 0 in UTC): the model refuses those, and the fast
+    paths (auditq/decoding.py, auditq/bulk.py) leave them to it."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def is_inet(value: str) -> bool:
