@@ -23,7 +23,7 @@ from auditq.redact import DEFAULT_KEY_SET, REDACTED, redact
 
 
 @dataclass
-class Encoded:
+class EncodedBatch:
     """The events of one ``log_many`` call, validated and encoded (``encode_batch``): each
     one's payload, id as text, category and tenant. The ``AuditEvent`` itself is built
     only when asked for (a direct write), which most events never are."""
@@ -46,7 +46,7 @@ def encode_batch(
     items: Sequence[dict[str, Any] | AuditEvent],
     max_bytes: int,
     redact_keys: frozenset[str] = DEFAULT_KEY_SET,
-) -> Encoded:
+) -> EncodedBatch:
     """``build_event`` then ``encode`` for each of a ``log_many`` call's events: the same
     events and payloads, and the same first EventError, raised before either is returned.
 
@@ -70,7 +70,7 @@ def encode_batch(
         else:
             made.append((item, values))  # type: ignore[arg-type]  # a dict: _plain_values took it
     plain = [m[1] if isinstance(m, tuple) else m.__dict__ for m in made]
-    encoded = Encoded(
+    encoded = EncodedBatch(
         [],
         [v["id"] if type(v["id"]) is str else str(v["id"]) for v in plain],
         [v["category"] for v in plain],

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from auditq.bulk import Encoded, encode_batch
+from auditq.bulk import EncodedBatch, encode_batch
 from auditq.events import AuditEvent
 from auditq.keys import Keys
 from auditq.stats import MINUTE_TTL, epoch_minute
@@ -96,7 +96,7 @@ class LogResult:
 class Batch:
     """The events of one ``log_many`` call, validated, and their results as they come in."""
 
-    encoded: Encoded
+    encoded: EncodedBatch
     _decisions: list[Decision | None] = field(init=False)
 
     def __post_init__(self) -> None:
