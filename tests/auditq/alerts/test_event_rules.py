@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 
+import psycopg
 import pytest
 
 from auditq.alerts import content
@@ -284,3 +285,46 @@ def test_a_transaction_larger_than_a_batch_is_read_across_runs_each_event_once(
     assert sorted(a["labels"]["event_id"] for a in alerts_of(receiver)) == sorted(
         str(e.id) for e in lifted
     )
+
+
+# Actions a text array literal must quote (comma, quotes, braces, backslash, the word NULL).
+AWKWARD_ACTIONS = ["a,b", 'say "hi"', "{x}", "back\\slash", "NULL", "login.failed"]
+
+
+def test_a_rate_rule_counts_exact_text_matches_and_reads_only_the_matching_rows(
+    audit_store, clean_db
+):
+    others = [AuditEvent(action="page.view", ip="192.0.2.1") for _ in range(3000)]
+    wanted = [AuditEvent(action=a, ip="192.0.2.9") for a in AWKWARD_ACTIONS for _ in range(2)]
+    audit_store.insert_events(others + wanted)
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute("analyze public.audit_logs")
+
+        def counts(match):
+            return conn.execute(
+                "select public.alert_event_counts(%s::jsonb, 'ip', now() - interval '1 hour',"
+                " now() - interval '1 day')",
+                [json.dumps(match)],
+            ).fetchone()[0]
+
+        assert counts({"action": AWKWARD_ACTIONS}) == {"192.0.2.9": 12}
+        # A text column never equals a number, a boolean or null: those values match nothing.
+        assert counts({"action": [*AWKWARD_ACTIONS[:2], 5, True, None]}) == {"192.0.2.9": 4}
+        assert counts({"action": 5}) == {}
+        assert counts({"action": "page.view", "actor_id": "nobody"}) == {}
+        assert counts({"action": "PAGE.VIEW"}) == {}
+
+        # The rate rule's query runs every alert interval over its whole window: the match
+        # must be answered by the (action, occurred_at) index, not by reading every row.
+        match = json.dumps({"action": "login.failed"})
+        predicate = conn.execute("select public.alert_match_sql(%s::jsonb)", [match]).fetchone()[0]
+        (plan,) = conn.execute(
+            "explain (analyze, format json) select count(*) from public.audit_logs l"
+            f" where l.occurred_at >= now() - interval '1 hour' and ({predicate})"
+        ).fetchone()[0]
+        assert _rows_read_and_dropped(plan["Plan"]) == 0, plan
+
+
+def _rows_read_and_dropped(node):
+    dropped = node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Index Recheck", 0)
+    return dropped + sum(_rows_read_and_dropped(child) for child in node.get("Plans", []))
