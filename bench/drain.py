@@ -144,10 +144,11 @@ def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object)
         for _ in range(workers)
     ]
     try:
-        # Time and CPU from the first heartbeat on: a worker beats first as its scheduler
-        # starts the drain, once imports, set-up and connects are done (its own started_at
-        # is taken earlier, before the jobs' modules are imported: 0.2 s here). Start-up is
-        # not drain work; polled often, so at most a few ms of draining go uncounted.
+        # Timed from the first worker's first heartbeat, its CPU counted from every worker's:
+        # a worker beats first as its scheduler starts the drain, once imports, set-up and
+        # connects are done (its own started_at is taken earlier, before the jobs' modules
+        # are imported: 0.2 s here). Start-up is not drain work; polled often, so at most a
+        # few ms of draining go uncounted.
         started = None
         while (seen := client.zcard("audit:workers")) < workers:
             if seen and started is None:

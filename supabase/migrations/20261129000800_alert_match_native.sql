@@ -37,13 +37,13 @@ as $$
                     else jsonb_build_array(c.value) end as wanted
     ) v
     cross join lateral (
-        select coalesce((select a.atttypid = 'pg_catalog.text'::pg_catalog.regtype
-                           from pg_catalog.pg_attribute a
-                          where a.attrelid = 'public.audit_logs'::pg_catalog.regclass
+        select coalesce((select a.atttypid = 'text'::regtype
+                           from pg_attribute a
+                          where a.attrelid = 'public.audit_logs'::regclass
                             and a.attname = c.key and not a.attisdropped), false) as is_text,
-               (select pg_catalog.array_agg(e #>> '{}')
-                  from pg_catalog.jsonb_array_elements(v.wanted) e
-                 where pg_catalog.jsonb_typeof(e) = 'string') as strings
+               (select array_agg(e #>> '{}')
+                  from jsonb_array_elements(v.wanted) e
+                 where jsonb_typeof(e) = 'string') as strings
     ) t
 $$;
 
