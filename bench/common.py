@@ -91,7 +91,8 @@ def no_autovacuum(dsn: str) -> None:
     Its launcher wakes once a minute and vacuums and analyzes a partition that has grown:
     a few hundred ms of the store's CPU landing in whichever run is in progress, more often
     in the longer ones (seen: 3 us/event more store CPU in the drain's worker runs than in
-    its raw runs, none with autovacuum off). Every run starts from an emptied table."""
+    its raw runs; none in three rounds with autovacuum off, though a later run showed the
+    gap again, so part of it is noise). Every run starts from an emptied table."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         partitions = conn.execute(
             "select inhrelid::regclass::text from pg_inherits"
