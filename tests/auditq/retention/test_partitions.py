@@ -5,6 +5,7 @@ out of the default partition (real Postgres, both stores)."""
 from __future__ import annotations
 
 import shutil
+import threading
 import uuid
 from datetime import UTC, datetime
 
@@ -17,13 +18,14 @@ from psycopg.types.json import Jsonb
 from auditq.config import Settings
 from auditq.decoding import decode_entry
 from auditq.migrate import MIGRATIONS_DIR, apply_migrations
-from auditq.retention.partitions import maintain
+from auditq.retention.partitions import maintain, overview
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify
 from auditq.stores import EventFilters
 from auditq.stores.postgres import PostgresStore, _select
 from tests.auditq.retention.helpers import at, month_events, partitions
 from tests.auditq.seals.helpers import events
+from tests.polling import wait_for
 
 PARTITIONS = "20261129000400"
 
@@ -229,3 +231,45 @@ def test_the_service_role_cannot_move_rows_any_other_way(postgrest, clean_db):
     ):
         response = httpx.post(f"{postgrest.url}/rest/v1/rpc/{name}", json=body, headers=headers)
         assert response.status_code in (401, 403, 404), (name, response.text)
+
+
+def waiting_pid(conn: psycopg.Connection, other_than: int) -> int | None:
+    row = conn.execute(
+        "select pid from pg_locks where not granted and pid <> %s limit 1", (other_than,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+@pytest.mark.parametrize("function", [maintain, overview], ids=["maintain", "overview"])
+def test_the_partition_functions_lock_the_parent_before_any_partition(clean_db, function):
+    # DROP or DETACH of a month partition locks audit_logs, then that partition, then the
+    # default partition (its bounds change). A function that took a partition before the
+    # parent would deadlock with it: seen as maintenance reading the default partition, then
+    # waiting for the parent to insert its rows_moved events, while a DROP waited for the
+    # default. Here a session does what such a DROP does, around the function's run.
+    month = next(name for name in partitions(clean_db) if name != "audit_logs_default")
+    outcome: dict[str, object] = {}
+    with psycopg.connect(clean_db) as ddl, psycopg.connect(clean_db, autocommit=True) as watch:
+        ddl.execute("lock table only public.audit_logs in access exclusive mode")
+        ddl.execute(f"lock table only public.{month} in access exclusive mode")
+        settings = Settings(database_url=clean_db)
+        runner = threading.Thread(
+            target=lambda: outcome.update(result=function(settings)), daemon=True
+        )
+        runner.start()
+        pid = wait_for(lambda: waiting_pid(watch, ddl.info.backend_pid), "the run to wait", 30)
+        held = watch.execute(
+            "select c.relname from pg_locks l join pg_class c on c.oid = l.relation"
+            " where l.pid = %s and l.granted and c.relname like 'audit_logs%%'",
+            (pid,),
+        ).fetchall()
+        assert held == [], "it holds a partition while it waits for the parent"
+        # The DROP's last step: the default partition. A deadlock would fail one side here.
+        ddl.execute("lock table only public.audit_logs_default in access exclusive mode")
+        ddl.rollback()
+    runner.join(30)
+    assert "result" in outcome, "the run failed or never finished"
+    if function is maintain:
+        assert outcome["result"] == {}  # nothing was in the default partition
+    else:
+        assert month in {part["name"] for part in outcome["result"]}
