@@ -233,9 +233,12 @@ def test_the_service_role_cannot_move_rows_any_other_way(postgrest, clean_db):
         assert response.status_code in (401, 403, 404), (name, response.text)
 
 
-def waiting_pid(conn: psycopg.Connection, other_than: int) -> int | None:
+def waiting_pid(conn: psycopg.Connection, function: str) -> int | None:
+    """The backend running ``function`` once it waits for a lock."""
     row = conn.execute(
-        "select pid from pg_locks where not granted and pid <> %s limit 1", (other_than,)
+        "select l.pid from pg_locks l join pg_stat_activity a on a.pid = l.pid"
+        " where not l.granted and a.query like %s limit 1",
+        (f"%public.{function}(%",),
     ).fetchone()
     return row[0] if row else None
 
@@ -257,7 +260,8 @@ def test_the_partition_functions_lock_the_parent_before_any_partition(clean_db, 
             target=lambda: outcome.update(result=function(settings)), daemon=True
         )
         runner.start()
-        pid = wait_for(lambda: waiting_pid(watch, ddl.info.backend_pid), "the run to wait", 30)
+        name = f"audit_partitions_{function.__name__}"
+        pid = wait_for(lambda: waiting_pid(watch, name), "the run to wait", 30)
         held = watch.execute(
             "select c.relname from pg_locks l join pg_class c on c.oid = l.relation"
             " where l.pid = %s and l.granted and c.relname like 'audit_logs%%'",
