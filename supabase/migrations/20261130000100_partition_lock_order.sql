@@ -6,11 +6,12 @@
 -- (to see whether rows wait there) and locked the parent only when it inserted its
 -- rows_moved events; audit_partitions_overview counted each partition and never locked the
 -- parent. Either one, run while an operator or a tool dropped a partition, could deadlock
--- with it; Postgres then aborted one side (seen in the tests: the worker's maintenance against a test's DROP).
--- Both now take the parent first, in the weakest mode that orders them: maintenance in ROW
--- EXCLUSIVE (what its own insert takes; inserts go on), the overview in ACCESS SHARE. The
--- overview is volatile now: a stable function may not LOCK. The retention drop
--- (audit_logs_drop_month) already takes the maintenance lock and then the parent.
+-- with it; Postgres then aborted one side (seen in the tests: the worker's maintenance
+-- against a test's DROP). Both now take the parent first, in the weakest mode that orders
+-- them: maintenance in ROW EXCLUSIVE (what its own insert takes; inserts go on), the
+-- overview in ACCESS SHARE. The overview is volatile now: a stable function may not LOCK.
+-- The retention drop (audit_logs_drop_month) already takes the maintenance lock and then
+-- the parent.
 
 create or replace function public.audit_partitions_maintain(p_ahead integer default 2)
 returns table (month text, moved bigint)
@@ -20,7 +21,7 @@ declare
 begin
     -- One maintenance at a time (the worker's lease does not cover a CLI run).
     perform pg_advisory_xact_lock(hashtext('auditq.audit_partitions_maintain'));
-    lock table only public.audit_logs in row exclusive mode;
+    lock table only public.audit_logs in row exclusive mode;  -- the parent first (above)
     if exists (select 1 from public.audit_logs_default limit 1) then
         lock table public.audit_logs in access exclusive mode;
         alter table public.audit_logs detach partition public.audit_logs_default;
@@ -65,7 +66,7 @@ language plpgsql volatile security definer set search_path = '' as $$
 declare
     p record;
 begin
-    lock table only public.audit_logs in access share mode;
+    lock table only public.audit_logs in access share mode;  -- the parent first (above)
     for p in
         select c.oid, c.relname, c.reltuples from pg_inherits i join pg_class c on c.oid = i.inhrelid
         where i.inhparent = 'public.audit_logs'::regclass order by c.relname
