@@ -33,6 +33,7 @@ from auditq.stores import (
     IngestPath,
     StoreUnavailable,
 )
+from auditq.stores.copy import binary_copy
 from auditq.stores.encoding import dumps
 from auditq.stores.seals import SEAL_COLUMNS, seal_record
 
@@ -54,9 +55,16 @@ _STAGING = "auditq_incoming"
 # audit_logs' unique key (monthly partitions on occurred_at: supabase/migrations/*_partitions.sql).
 _CONFLICT_KEY = "(id, occurred_at)"
 _METADATA = list(AuditEvent.model_fields).index("metadata")
-# How COPY sends each column (ROW_COLUMNS order): a text field as Postgres would read it.
+# Each column's type, in ROW_COLUMNS order, for binary COPY (auditq/stores/copy.py).
 _COPY_TYPES = [
-    {"id": "uuid", "occurred_at": "timestamptz"}.get(name, "text") for name in ROW_COLUMNS
+    {
+        "id": "uuid",
+        "occurred_at": "timestamptz",
+        "ip": "inet",
+        "metadata": "jsonb",
+        "pii": "jsonb",
+    }.get(name, "text")
+    for name in ROW_COLUMNS
 ]
 
 
@@ -360,14 +368,12 @@ def _one(cursor: psycopg.Cursor) -> tuple[Any, ...]:
 
 
 def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> None:
-    with cur.copy(f"copy {table} ({_COLUMNS}) from stdin") as copy:
-        # Declared once per batch, so each value skips the lookup of how to send it.
-        copy.set_types(_COPY_TYPES)
+    with binary_copy(cur, table, ROW_COLUMNS, _COPY_TYPES) as copy:
         for event in events:
             # Straight from the event's own values, in ROW_COLUMNS order (a validated
             # event's __dict__ holds exactly its fields); metadata goes as orjson's text,
-            # which the server parses into jsonb as it parses every COPY field; pii is
-            # JSON text already (auditq/pii/writer.py).
+            # which the server parses into jsonb; pii is JSON text already
+            # (auditq/pii/writer.py).
             values = list(event.__dict__.values())
             values[_METADATA] = dumps(values[_METADATA]).decode()
             values.append(ingest_path)
