@@ -22,9 +22,9 @@ from drain import COPY_BATCH, events, truncate
 from auditq.events import ROW_COLUMNS, build_event
 from auditq.stores.copy import binary_copy
 from auditq.stores.encoding import dumps
-from auditq.stores.postgres import _COPY_TYPES
+from auditq.stores.postgres import COPY_TYPES
 
-TEXT_TYPES = [{"uuid": "uuid", "timestamptz": "timestamptz"}.get(t, "text") for t in _COPY_TYPES]
+TEXT_TYPES = [{"uuid": "uuid", "timestamptz": "timestamptz"}.get(t, "text") for t in COPY_TYPES]
 
 
 def rows(n: int) -> list[list]:
@@ -44,7 +44,7 @@ def text_copy(cur: psycopg.Cursor, batch: list[list]) -> None:
 
 
 def binary(cur: psycopg.Cursor, batch: list[list]) -> None:
-    with binary_copy(cur, "public.audit_logs", ROW_COLUMNS, _COPY_TYPES) as copy:
+    with binary_copy(cur, "public.audit_logs", ROW_COLUMNS, COPY_TYPES) as copy:
         for row in batch:
             copy.write_row(row)
 

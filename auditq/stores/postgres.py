@@ -56,7 +56,7 @@ _STAGING = "auditq_incoming"
 _CONFLICT_KEY = "(id, occurred_at)"
 _METADATA = list(AuditEvent.model_fields).index("metadata")
 # Each column's type, in ROW_COLUMNS order, for binary COPY (auditq/stores/copy.py).
-_COPY_TYPES = [
+COPY_TYPES = [
     {
         "id": "uuid",
         "occurred_at": "timestamptz",
@@ -368,7 +368,7 @@ def _one(cursor: psycopg.Cursor) -> tuple[Any, ...]:
 
 
 def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> None:
-    with binary_copy(cur, table, ROW_COLUMNS, _COPY_TYPES) as copy:
+    with binary_copy(cur, table, ROW_COLUMNS, COPY_TYPES) as copy:
         for event in events:
             # Straight from the event's own values, in ROW_COLUMNS order (a validated
             # event's __dict__ holds exactly its fields); metadata goes as orjson's text,
