@@ -114,6 +114,9 @@ class AsyncAuditClient:
         return batch.results()
 
     async def aclose(self) -> None:
+        # Counts held since a Redis failure get one last try (one timeout at most).
+        self._unsent.retry_now()
+        await self._count(self._unsent.take())
         await self.redis.aclose()
         if self._store is not None:
             await asyncio.to_thread(self._store.close)

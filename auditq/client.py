@@ -74,6 +74,9 @@ class AuditClient:
         return batch.results()
 
     def close(self) -> None:
+        # Counts held since a Redis failure get one last try (one timeout at most).
+        self._unsent.retry_now()
+        self._flush_unsent()
         self.redis.close()
         if self._store is not None:
             self._store.close()

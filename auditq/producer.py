@@ -313,7 +313,8 @@ def direct_counts(count: int, error: Exception | None, warnings: WarnEvery) -> d
 
 
 class Unsent:
-    """Counts that could not reach Redis; added on the next success.
+    """Counts that could not reach Redis; added on the next success, or tried once more
+    as the client closes.
 
     Right after a Redis failure counts go straight to memory, so a call never pays the
     Redis timeout twice.
@@ -327,6 +328,10 @@ class Unsent:
         self._failed_at = time.monotonic()
         if counts:
             self._counts.update(counts)
+
+    def retry_now(self) -> None:
+        """Let the next count try Redis at once: a closing client has no next success."""
+        self._failed_at = float("-inf")
 
     def hold(self, counts: dict[str, int]) -> bool:
         """Keep ``counts`` in memory if Redis failed just now; True when they were kept."""

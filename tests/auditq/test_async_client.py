@@ -6,7 +6,7 @@ import json
 import psycopg
 import pytest
 
-from auditq import AsyncAuditClient, AuditUnavailable
+from auditq import AsyncAuditClient, AuditClient, AuditUnavailable
 from auditq.config import load_settings
 from auditq.devtools.embedded import free_port
 from auditq.events import EventError
@@ -166,6 +166,21 @@ def test_critical_with_the_postgres_store_down_is_deferred(redis_url, redis_clie
     settings = load_settings(redis_url=redis_url, database_url=dead, direct_timeout=1)
     assert run(using(settings, body)).outcome == "deferred"
     assert redis_client.xlen("audit:events") == 1
+
+
+def test_counts_held_while_redis_was_down_arrive_as_the_client_closes(doomed_redis):
+    async def outage() -> str | None:
+        settings = load_settings(redis_url=doomed_redis.url, redis_timeout=0.1)
+        async with AsyncAuditClient(settings) as client:
+            doomed_redis.stop()
+            result = await client.log("lost")
+            doomed_redis.start()
+            return result.reason  # closed within the back-off window: no call sent them
+
+    assert run(outage()) == "redis_unavailable"
+    reader = AuditClient(load_settings(redis_url=doomed_redis.url))
+    assert reader.stats.totals()["dropped_redis_unavailable"] == 1
+    reader.close()
 
 
 def test_critical_with_the_store_and_redis_down_raises(doomed_redis, postgrest):  # noqa: F811

@@ -145,6 +145,17 @@ def test_counts_made_while_redis_was_down_arrive_when_it_is_back(doomed_redis):
     assert client.stats.totals()["dropped_redis_unavailable"] == 1
 
 
+def test_counts_held_while_redis_was_down_arrive_as_the_client_closes(doomed_redis):
+    client = AuditClient(load_settings(redis_url=doomed_redis.url, redis_timeout=0.1))
+    doomed_redis.stop()
+    assert client.log("lost").reason == "redis_unavailable"
+    doomed_redis.start()
+    client.close()  # within the back-off window: no call after it would have sent them
+    reader = AuditClient(load_settings(redis_url=doomed_redis.url))
+    assert reader.stats.totals()["dropped_redis_unavailable"] == 1
+    reader.close()
+
+
 def test_critical_with_no_store_and_no_redis_raises(doomed_redis):
     client = AuditClient(load_settings(redis_url=doomed_redis.url, redis_timeout=0.1))
     doomed_redis.stop()
