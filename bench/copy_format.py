@@ -21,19 +21,13 @@ from drain import COPY_BATCH, events, truncate
 
 from auditq.events import ROW_COLUMNS, build_event
 from auditq.stores.copy import binary_copy
-from auditq.stores.encoding import dumps
-from auditq.stores.postgres import COPY_TYPES
+from auditq.stores.postgres import COPY_TYPES, copy_values
 
 TEXT_TYPES = [{"uuid": "uuid", "timestamptz": "timestamptz"}.get(t, "text") for t in COPY_TYPES]
 
 
 def rows(n: int) -> list[list]:
-    out = []
-    for event in map(build_event, events(n)):
-        values = list(event.__dict__.values())
-        values[ROW_COLUMNS.index("metadata")] = dumps(event.metadata).decode()
-        out.append([*values, "queue"])
-    return out
+    return [copy_values(event, "queue") for event in map(build_event, events(n))]
 
 
 def text_copy(cur: psycopg.Cursor, batch: list[list]) -> None:

@@ -370,14 +370,17 @@ def _one(cursor: psycopg.Cursor) -> tuple[Any, ...]:
 def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> None:
     with binary_copy(cur, table, ROW_COLUMNS, COPY_TYPES) as copy:
         for event in events:
-            # Straight from the event's own values, in ROW_COLUMNS order (a validated
-            # event's __dict__ holds exactly its fields); metadata goes as orjson's text,
-            # which the server parses into jsonb; pii is JSON text already
-            # (auditq/pii/writer.py).
-            values = list(event.__dict__.values())
-            values[_METADATA] = dumps(values[_METADATA]).decode()
-            values.append(ingest_path)
-            copy.write_row(values)
+            copy.write_row(copy_values(event, ingest_path))
+
+
+def copy_values(event: AuditEvent, ingest_path: IngestPath) -> list[Any]:
+    """An event's row as COPY sends it, in ROW_COLUMNS order, straight from its own values
+    (a validated event's __dict__ holds exactly its fields): metadata as orjson's text,
+    which the server parses into jsonb; pii is JSON text already (auditq/pii/writer.py)."""
+    values = list(event.__dict__.values())
+    values[_METADATA] = dumps(values[_METADATA]).decode()
+    values.append(ingest_path)
+    return values
 
 
 def _select(
