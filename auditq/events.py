@@ -280,10 +280,11 @@ def stored_copy(event: AuditEvent, changes: dict[str, Any]) -> AuditEvent:
     return assemble({**event.__dict__, **changes}, event.__pydantic_fields_set__)
 
 
-# BaseModel's slots, set through their own descriptors: ``object.__setattr__`` on a model
-# (whose class defines __setattr__) first walks the class's bases to check it may bypass
-# it. That was ~2,800 of the ~7,000 instructions building an event took in the worker's
-# decode (callgrind, as bench/instructions.py counts).
+# BaseModel's slots (``__dict__`` among them), set through their own descriptors:
+# ``object.__setattr__`` on a model (whose class defines __setattr__) first walks the
+# class's bases to check it may bypass it. That was ~3,800 of the ~8,000 instructions
+# building an event took in the worker's decode (callgrind, as bench/instructions.py counts).
+_SET_DICT = BaseModel.__dict__["__dict__"].__set__
 _SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
 _SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
@@ -292,7 +293,7 @@ _SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
 def assemble(values: dict[str, Any], fields_set: set[str] | None = None) -> AuditEvent:
     """An event from values that are valid already, in field order (no validation)."""
     event = object.__new__(AuditEvent)
-    object.__setattr__(event, "__dict__", values)
+    _SET_DICT(event, values)
     # The fast paths fill every field (what was missing, from the entry or a default).
     _SET_FIELDS_SET(event, set(ALL_FIELDS) if fields_set is None else fields_set)
     _SET_EXTRA(event, None)

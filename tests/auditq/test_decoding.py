@@ -16,6 +16,7 @@ import pytest
 from auditq import decoding
 from auditq.decoding import decode_entries
 from auditq.events import MAX_METADATA_DEPTH
+from auditq.redact import REDACTED, key_set
 from tests.auditq.helpers import nested
 
 ENTRY = "1700000000123-0"
@@ -160,6 +161,30 @@ def test_plain_valid_entries_take_the_fast_path(monkeypatch):
     decoded = decode_all(raws)
     assert all(not isinstance(event, Exception) for event in decoded)
     assert taken == [True] * len(raws)
+
+
+def test_a_key_known_plain_under_some_redact_keys_is_redacted_under_others():
+    # The fast path remembers metadata keys that are no redact key, per set of redact keys.
+    raw = json.dumps({**BASE, "metadata": {"note": "n", "x": 1}}).encode()
+    entry = [(ENTRY, {b"event": raw})]
+    (plain,) = decode_entries(entry, MAX)
+    assert plain.metadata == {"note": "n", "x": 1}
+    (redacted,) = decode_entries(entry, MAX, key_set(["NOTE"]))
+    assert redacted.metadata == {"note": REDACTED, "x": 1}
+    (again,) = decode_entries(entry, MAX)
+    assert again.metadata == {"note": "n", "x": 1}
+
+
+def test_the_keys_remembered_as_plain_are_bounded(monkeypatch):
+    monkeypatch.setattr(decoding, "PLAIN_KEYS_KEPT", 50)
+    keys = key_set(["secret_sauce"])
+    raws = [json.dumps({**BASE, "metadata": {f"k{i}": i}}).encode() for i in range(200)]
+    raws.append(json.dumps({**BASE, "metadata": {"k1": 1, "Secret_Sauce": "s"}}).encode())
+    entries = [(f"1700000000{i:03d}-0", {b"event": raw}) for i, raw in enumerate(raws)]
+    decoded = decode_entries(entries, MAX, keys)
+    assert [event.metadata for event in decoded[:200]] == [{f"k{i}": i} for i in range(200)]
+    assert decoded[200].metadata == {"k1": 1, "Secret_Sauce": REDACTED}
+    assert len(decoding._PLAIN_KEYS[keys]) <= 50
 
 
 def random_events(rng: random.Random, count: int) -> list[dict]:
