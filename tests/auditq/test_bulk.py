@@ -8,6 +8,7 @@ are new on each call; everything else must be equal, and each payload is exactly
 vacuous.
 """
 
+import collections
 import enum
 import itertools
 import math
@@ -73,6 +74,8 @@ OTHER = [
     {**BASE, "metadata": {"big": 2**70, "bigger": 10**4300 - 1}},
     {**BASE, "metadata": {"big": 10**4300}},
     {**BASE, "metadata": {"tags": {"x"}, "raw": b"b", "pair": (1, 2)}},
+    {**BASE, "metadata": {"sub": collections.OrderedDict(token="t", n=1)}},
+    {**BASE, "metadata": {"text": Text("x"), "token": "t"}},
     {**BASE, "metadata": {"when": datetime(2026, 1, 1, tzinfo=UTC), "id": GIVEN_ID}},
     {**BASE, "metadata": {"none": None, "text": "null"}},
     {**BASE, "metadata": {"s": "v\x00"}},
