@@ -152,9 +152,10 @@ _WIRE = msgspec.json.Decoder(Wire)
 _NESTED = frozenset((dict, list))  # the containers msgspec makes of JSON's
 # Metadata keys known to be no redact key, per set of redact keys. Most batches repeat a
 # few keys: one C-level subset test of them costs a fifth of lowering each key to compare.
-# Bounded, since producers choose their keys freely.
+# Bounded in number and length (at most ~1 MB), since producers choose their keys freely.
 _PLAIN_KEYS: dict[frozenset[str], set[str]] = {}
 PLAIN_KEYS_KEPT = 4096
+PLAIN_KEY_CHARS = 64
 # msgspec rounds a time's fraction past microseconds where the model truncates it.
 _LONG_FRACTION = re.compile(rb"\.[0-9]{7}")
 
@@ -239,5 +240,5 @@ def _has_secret_key(metadata: dict[str, Any], redact_keys: frozenset[str]) -> bo
     if not redact_keys.isdisjoint(map(str.lower, metadata)):
         return True
     if len(known) < PLAIN_KEYS_KEPT:
-        known.update(metadata)
+        known.update(key for key in metadata if len(key) <= PLAIN_KEY_CHARS)
     return False

@@ -180,11 +180,16 @@ def test_the_keys_remembered_as_plain_are_bounded(monkeypatch):
     keys = key_set(["secret_sauce"])
     raws = [json.dumps({**BASE, "metadata": {f"k{i}": i}}).encode() for i in range(200)]
     raws.append(json.dumps({**BASE, "metadata": {"k1": 1, "Secret_Sauce": "s"}}).encode())
+    long_key = "x" * (decoding.PLAIN_KEY_CHARS + 1)
+    raws.insert(0, json.dumps({**BASE, "metadata": {long_key: 1}}).encode())
     entries = [(f"1700000000{i:03d}-0", {b"event": raw}) for i, raw in enumerate(raws)]
     decoded = decode_entries(entries, MAX, keys)
-    assert [event.metadata for event in decoded[:200]] == [{f"k{i}": i} for i in range(200)]
-    assert decoded[200].metadata == {"k1": 1, "Secret_Sauce": REDACTED}
-    assert len(decoding._PLAIN_KEYS[keys]) <= 50
+    assert decoded[0].metadata == {long_key: 1}
+    assert [event.metadata for event in decoded[1:201]] == [{f"k{i}": i} for i in range(200)]
+    assert decoded[201].metadata == {"k1": 1, "Secret_Sauce": REDACTED}
+    known = decoding._PLAIN_KEYS[keys]
+    assert len(known) <= 50
+    assert long_key not in known  # a long key is never kept: the bound is on bytes too
 
 
 def random_events(rng: random.Random, count: int) -> list[dict]:
