@@ -149,7 +149,7 @@ def model_decode(
 # --- the fast path ---------------------------------------------------------------------------
 
 _WIRE = msgspec.json.Decoder(Wire)
-_NESTED = frozenset((dict, list))  # the containers msgspec makes of JSON's
+_JSON_CONTAINERS = frozenset((dict, list))  # the exact types msgspec makes of objects, arrays
 # Metadata keys known to be no redact key, per set of redact keys. Most batches repeat a
 # few keys: one C-level subset test of them costs a fifth of lowering each key to compare.
 # Bounded in number and length (at most ~1 MB), since producers choose their keys freely.
@@ -218,7 +218,11 @@ def _checked(values: dict[str, Any], redact_keys: frozenset[str], plain: bytes) 
     elif metadata:
         # Metadata of plain values (no object or array in it), which msgspec read as JSON
         # (finite floats), in an entry short enough to hold no huge integer.
-        if plain and len(plain) <= INT_DIGITS and _NESTED.isdisjoint(map(type, metadata.values())):
+        if (
+            plain
+            and len(plain) <= INT_DIGITS
+            and _JSON_CONTAINERS.isdisjoint(map(type, metadata.values()))
+        ):
             secret = _has_secret_key(metadata, redact_keys)
         elif unstorable(metadata, 1) is not None:
             return False
