@@ -4,8 +4,8 @@
 
 From a backlog of --events queued events, time how long 1 and 2 `python -m worker`
 processes take to land every row in audit_logs, per store (postgres: COPY path; supabase:
-PostgREST behind nginx), and the CPU the workers and the store's processes spend per
-event. Baselines in the same run, with the same rows:
+PostgREST behind nginx), the CPU the workers, the store's processes and Redis spend per
+event, and how busy the cores were meanwhile. Baselines in the same run, with the same rows:
 - raw bulk insert straight into the same store (COPY of each batch; PostgREST bulk POST of
   the same batch size through the same native proxy, nginx),
 - the original plan (LPUSH/RPOP, batches of 100 every 5 s),
@@ -108,30 +108,51 @@ class Run:
     client_us: float  # the worker processes (auditq) or the baseline script (raw)
     store_us: float  # Postgres, plus PostgREST on the supabase store
     proxy_us: float  # nginx in front of PostgREST (supabase store only)
+    redis_us: float  # Redis (auditq's reads and acks; nothing in a raw run)
+    busy: float  # the share of the machine's cores busy meanwhile, whoever used them
 
 
 class CpuMeter:
-    """CPU seconds of the store's processes between start() and stop()."""
+    """CPU seconds of the store's processes, and of Redis, between start() and stop()."""
 
     def __init__(self, svc: Services, store: str) -> None:
         self.store_pids = [svc.postgres.pid]
         self.proxy_pids: list[int] = []
+        self.redis_pid = svc.redis.pid
         if store == "supabase":
             self.store_pids.append(svc.supabase.server.pid)
             self.proxy_pids.append(svc.supabase.proxy.pid)
 
-    def _read(self) -> tuple[float, float]:
+    def _read(self) -> tuple[float, ...]:
         return (
             sum(cpu_seconds(pid) for pid in self.store_pids),
             sum(cpu_seconds(pid) for pid in self.proxy_pids),
+            cpu_seconds(self.redis_pid),
         )
 
     def start(self) -> None:
         self._start = self._read()
 
-    def stop(self) -> tuple[float, float]:
-        end = self._read()
-        return end[0] - self._start[0], end[1] - self._start[1]
+    def stop(self) -> tuple[float, float, float]:
+        """(store, proxy, Redis) CPU seconds."""
+        store, proxy, redis_cpu = (
+            end - start for end, start in zip(self._read(), self._start, strict=True)
+        )
+        return store, proxy, redis_cpu
+
+
+def core_ticks() -> tuple[int, int]:
+    """All the cores' ticks since boot, and their idle ones (idle + iowait), from
+    /proc/stat: ``busy_since`` of two readings is the share of the machine in use between
+    them, by anything (other work on these shared cores counts too)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(t) for t in stat.readline().split()[1:9]]
+    return sum(ticks), ticks[3] + ticks[4]
+
+
+def busy_since(start: tuple[int, int]) -> float:
+    (total, idle), (total0, idle0) = core_ticks(), start
+    return 1 - (idle - idle0) / (total - total0) if total > total0 else 0.0
 
 
 def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object) -> Run:
@@ -157,6 +178,7 @@ def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object)
             time.sleep(0.002)
         started = started or time.time()
         meter.start()
+        cores = core_ticks()
         worker_start = sum(cpu_seconds(p.pid) for p in procs)
         # Watched in Redis, not with count(*) on the table, which would cost the store CPU
         # the run is measured by: an entry is acked (and deleted) only after its commit,
@@ -164,8 +186,9 @@ def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object)
         while client.xlen("audit:events") or client.xpending("audit:events", GROUP)["pending"]:
             time.sleep(0.02)
         finished = time.time()
+        busy = busy_since(cores)
         worker_cpu = sum(cpu_seconds(p.pid) for p in procs) - worker_start
-        store_cpu, proxy_cpu = meter.stop()
+        store_cpu, proxy_cpu, redis_cpu = meter.stop()
         assert row_count(svc.dsn) == n
         elapsed = finished - started  # from the first worker ready to the last row
     finally:
@@ -174,23 +197,39 @@ def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object)
         for proc in procs:
             proc.wait(30)
     per_event = 1e6 / n
-    return Run(n / elapsed, worker_cpu * per_event, store_cpu * per_event, proxy_cpu * per_event)
+    return Run(
+        n / elapsed,
+        worker_cpu * per_event,
+        store_cpu * per_event,
+        proxy_cpu * per_event,
+        redis_cpu * per_event,
+        busy,
+    )
 
 
 def _timed_raw(svc: Services, store: str, n: int, insert) -> Run:
     meter = CpuMeter(svc, store)
     meter.start()
+    cores = core_ticks()
     cpu = time.process_time()
     started = time.perf_counter()
     insert()
     elapsed = time.perf_counter() - started
+    busy = busy_since(cores)
     cpu = time.process_time() - cpu
     # The baseline's backend exits as its connection closes: its CPU counts once the
     # postmaster has reaped it.
     time.sleep(0.5)
-    store_cpu, proxy_cpu = meter.stop()
+    store_cpu, proxy_cpu, redis_cpu = meter.stop()
     per_event = 1e6 / n
-    return Run(n / elapsed, cpu * per_event, store_cpu * per_event, proxy_cpu * per_event)
+    return Run(
+        n / elapsed,
+        cpu * per_event,
+        store_cpu * per_event,
+        proxy_cpu * per_event,
+        redis_cpu * per_event,
+        busy,
+    )
 
 
 def raw_copy_rate(svc: Services, n: int) -> Run:
@@ -333,6 +372,7 @@ def main() -> None:
         # The machine is shared: each round measures the raw baseline right before the
         # auditq runs it is compared with, and the table keeps each ratio's median round.
         raw: dict[str, float] = {}
+        spread: dict[str, tuple[float, float]] = {}
         rows = []
         for store in args.stores.split(","):
             rounds: list[tuple[Run, dict[int, Run]]] = []
@@ -340,6 +380,7 @@ def main() -> None:
                 base = raw_rate[store](svc, n)
                 rounds.append((base, {w: drain_rate(svc, store, n, w) for w in (1, 2)}))
             raw[store] = statistics.median(base.rate for base, _ in rounds)
+            spread[store] = (min(b.rate for b, _ in rounds), max(b.rate for b, _ in rounds))
             mid = len(rounds) // 2
             base = sorted((b for b, _ in rounds), key=lambda r: r.rate)[mid]
             rows.append([store, "raw", f"{base.rate:,.0f}", "", 1.0, "", *_cpu(base), "", ""])
@@ -387,6 +428,8 @@ def main() -> None:
             "client CPU us/event",
             "store CPU us/event",
             "proxy CPU us/event",
+            "Redis CPU us/event",
+            "cores busy",
             "x RQ",
             "x original plan",
         ],
@@ -397,7 +440,12 @@ def main() -> None:
         "it is compared with; the `raw` row is the median baseline round. CPU per event: "
         "client = the worker processes (from their first heartbeat) or the baseline script; "
         "store = Postgres (postmaster and backends), plus PostgREST on the supabase store; "
-        "proxy = nginx."
+        "proxy = nginx; Redis = the stream's server (the raw runs do not use it). Cores busy: "
+        f"the share of the {os.cpu_count()} cores in use during the run, by anything "
+        "(/proc/stat), so the budget shows: CPU per event x events/s against the cores. "
+        "The raw baselines' rates across the rounds: "
+        + "; ".join(f"{store} {low:,.0f}-{high:,.0f}" for store, (low, high) in spread.items())
+        + " events/s."
         f"\n\nBaselines: raw bulk = {COPY_BATCH}-row COPY (postgres; binary format as "
         "auditq's, column types declared, metadata as orjson's text) or "
         f"{BATCH}-row PostgREST bulk POST "
@@ -425,7 +473,8 @@ def main() -> None:
 
 def _cpu(run: Run) -> list[str]:
     proxy = f"{run.proxy_us:.1f}" if run.proxy_us else ""
-    return [f"{run.client_us:.1f}", f"{run.store_us:.1f}", proxy]
+    redis_us = f"{run.redis_us:.1f}" if run.redis_us >= 0.05 else ""
+    return [f"{run.client_us:.1f}", f"{run.store_us:.1f}", proxy, redis_us, f"{run.busy:.2f}"]
 
 
 def chart(sweep: list[list]) -> None:
