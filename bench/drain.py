@@ -108,7 +108,7 @@ class Run:
     client_us: float  # the worker processes (auditq) or the baseline script (raw)
     store_us: float  # Postgres, plus PostgREST on the supabase store
     proxy_us: float  # nginx in front of PostgREST (supabase store only)
-    redis_us: float  # Redis (auditq's reads and acks; nothing in a raw run)
+    redis_us: float  # Redis: auditq's reads and acks (a raw run: its idle timers only)
     busy: float  # the share of the machine's cores busy meanwhile, whoever used them
 
 
