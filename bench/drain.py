@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import httpx
 import orjson
+import psutil
 import psycopg
 import redis
 from common import ROOT, Services, cpu_seconds, save, services, table
@@ -113,7 +114,8 @@ class Run:
 
 
 class CpuMeter:
-    """CPU seconds of the store's processes, and of Redis, between start() and stop()."""
+    """CPU seconds of the store's processes, and of Redis, between start() and stop(), and
+    how busy the cores were from start() to busy()."""
 
     def __init__(self, svc: Services, store: str) -> None:
         self.store_pids = [svc.postgres.pid]
@@ -132,6 +134,12 @@ class CpuMeter:
 
     def start(self) -> None:
         self._start = self._read()
+        psutil.cpu_percent()  # the start of the window busy() reads (psutil keeps it)
+
+    def busy(self) -> float:
+        """The share of the machine's cores in use since start(), by anything (other work
+        on these shared cores counts too)."""
+        return psutil.cpu_percent() / 100
 
     def stop(self) -> tuple[float, float, float]:
         """(store, proxy, Redis) CPU seconds."""
@@ -139,20 +147,6 @@ class CpuMeter:
             end - start for end, start in zip(self._read(), self._start, strict=True)
         )
         return store, proxy, redis_cpu
-
-
-def core_ticks() -> tuple[int, int]:
-    """All the cores' ticks since boot, and their idle ones (idle + iowait), from
-    /proc/stat: ``busy_since`` of two readings is the share of the machine in use between
-    them, by anything (other work on these shared cores counts too)."""
-    with open("/proc/stat") as stat:
-        ticks = [int(t) for t in stat.readline().split()[1:9]]
-    return sum(ticks), ticks[3] + ticks[4]
-
-
-def busy_since(start: tuple[int, int]) -> float:
-    (total, idle), (total0, idle0) = core_ticks(), start
-    return 1 - (idle - idle0) / (total - total0) if total > total0 else 0.0
 
 
 def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object) -> Run:
@@ -178,7 +172,6 @@ def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object)
             time.sleep(0.002)
         started = started or time.time()
         meter.start()
-        cores = core_ticks()
         worker_start = sum(cpu_seconds(p.pid) for p in procs)
         # Watched in Redis, not with count(*) on the table, which would cost the store CPU
         # the run is measured by: an entry is acked (and deleted) only after its commit,
@@ -186,7 +179,7 @@ def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object)
         while client.xlen("audit:events") or client.xpending("audit:events", GROUP)["pending"]:
             time.sleep(0.02)
         finished = time.time()
-        busy = busy_since(cores)
+        busy = meter.busy()
         worker_cpu = sum(cpu_seconds(p.pid) for p in procs) - worker_start
         store_cpu, proxy_cpu, redis_cpu = meter.stop()
         assert row_count(svc.dsn) == n
@@ -210,12 +203,11 @@ def drain_rate(svc: Services, store: str, n: int, workers: int, **knobs: object)
 def _timed_raw(svc: Services, store: str, n: int, insert) -> Run:
     meter = CpuMeter(svc, store)
     meter.start()
-    cores = core_ticks()
     cpu = time.process_time()
     started = time.perf_counter()
     insert()
     elapsed = time.perf_counter() - started
-    busy = busy_since(cores)
+    busy = meter.busy()
     cpu = time.process_time() - cpu
     # The baseline's backend exits as its connection closes: its CPU counts once the
     # postmaster has reaped it.
@@ -442,7 +434,7 @@ def main() -> None:
         "store = Postgres (postmaster and backends), plus PostgREST on the supabase store; "
         "proxy = nginx; Redis = the stream's server (the raw runs do not use it). Cores busy: "
         f"the share of the {os.cpu_count()} cores in use during the run, by anything "
-        "(/proc/stat), so the budget shows: CPU per event x events/s against the cores. "
+        "(psutil), so the budget shows: CPU per event x events/s against the cores. "
         "The raw baselines' rates across the rounds: "
         + "; ".join(f"{store} {low:,.0f}-{high:,.0f}" for store, (low, high) in spread.items())
         + " events/s."
