@@ -32,6 +32,7 @@ from auditq.devtools.embedded import (  # noqa: E402
     create_supabase_roles,
 )
 from auditq.migrate import apply_migrations  # noqa: E402
+from auditq.retention import partitions  # noqa: E402
 from bench.nginx import NginxProxy  # noqa: E402
 from tests.services import LocalSupabase, PostgRESTServer, make_jwt  # noqa: E402
 
@@ -94,12 +95,8 @@ def no_autovacuum(dsn: str) -> None:
     its raw runs; none in three rounds with autovacuum off, though a later run showed the
     gap again, so part of it is noise). Every run starts from an emptied table."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        partitions = conn.execute(
-            "select inhrelid::regclass::text from pg_inherits"
-            " where inhparent = 'public.audit_logs'::regclass"
-        ).fetchall()
-        for (name,) in partitions:
-            conn.execute(f"alter table {name} set (autovacuum_enabled = off)")
+        for name in partitions.names(conn):
+            conn.execute(f"alter table public.{name} set (autovacuum_enabled = off)")
 
 
 def cpu_seconds(pid: int) -> float:

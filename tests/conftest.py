@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ from auditq.devtools.embedded import (
     create_supabase_roles,
 )
 from auditq.migrate import apply_migrations
+from auditq.retention import partitions
 from tests.services import LocalSupabase
 
 # Emptied before each test that asks for clean_db; add new tables here.
@@ -102,16 +104,15 @@ def clean_db(pg_server: PostgresServer, pg_dsn: str) -> str:
         # superuser may set it, and TRUNCATE stays revoked from every API role.
         conn.execute("SET session_replication_role = replica")
         # Partitions a test created for old months (retention) would change what the next
-        # test sees: the current month and the two ahead are what the migrations make.
-        stale = conn.execute(
-            "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
-            " where i.inhparent = 'public.audit_logs'::regclass"
-            " and c.relname <> 'audit_logs_default'"
-            " and c.relname not in (select 'audit_logs_' || to_char(now() + make_interval("
-            'months => k), \'"y"YYYY"m"MM\') from generate_series(0, 2) k)'
-        ).fetchall()
-        for (name,) in stale:
-            conn.execute(f"drop table public.{name}")
+        # test sees: the current month and the MONTHS_AHEAD after it are what the migrations make.
+        now = datetime.now(UTC)
+        fresh = {
+            f"{(now.year * 12 + now.month - 1 + k) // 12}-{(now.month - 1 + k) % 12 + 1:02d}"
+            for k in range(partitions.MONTHS_AHEAD + 1)
+        }
+        for name in partitions.names(conn):
+            if partitions.month_of(name) not in (None, *fresh):
+                conn.execute(f"drop table public.{name}")
         conn.execute("TRUNCATE " + ", ".join(TABLES_TO_CLEAN))
     return pg_dsn
 

@@ -1,6 +1,7 @@
 """The partition functions of the migration ``*_partitions.sql`` as Python calls:
 ``audit_partitions_maintain`` (the partition job: months ahead, rows out of the default
-partition) and ``audit_partitions_overview`` (the dashboard's list).
+partition) and ``audit_partitions_overview`` (the dashboard's list); and, for the
+superuser's connection of retention (and the tests and benchmarks), the partitions by name.
 
 They go through DATABASE_URL when set (psycopg), else through PostgREST's rpc with the
 service key: the functions are SECURITY DEFINER, so a worker with only SUPABASE_URL keeps the
@@ -9,6 +10,7 @@ partitions ahead too, and the dashboard lists them either way.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -20,6 +22,29 @@ from auditq.stores import StoreUnavailable
 
 # Partitions exist for the current month and this many after it.
 MONTHS_AHEAD = 2
+# A month's partition is audit_logs_yYYYYmMM (the migration names them so); the others,
+# audit_logs_default, hold what falls in no month's.
+_MONTH_PARTITION = re.compile(r"audit_logs_y([0-9]{4})m([0-9]{2})")
+
+
+def partition_name(month: str) -> str:
+    """The partition of a month (``YYYY-MM``)."""
+    return "audit_logs_y" + month.replace("-", "m")
+
+
+def month_of(name: str) -> str | None:
+    """The month (``YYYY-MM``) a partition holds, None for the default partition."""
+    found = _MONTH_PARTITION.fullmatch(name)
+    return f"{found[1]}-{found[2]}" if found else None
+
+
+def names(conn: psycopg.Connection) -> list[str]:
+    """Every partition of audit_logs (the months' and the default), by name."""
+    rows = conn.execute(
+        "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+        " where i.inhparent = 'public.audit_logs'::regclass order by 1"
+    )
+    return [name for (name,) in rows]
 
 
 def maintain(settings: Settings, timeout: float = 60.0) -> dict[str, int]:

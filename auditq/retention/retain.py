@@ -33,7 +33,7 @@ import psycopg
 from auditq.config import Settings
 from auditq.retention import archive
 from auditq.retention.destinations import ArchiveUnavailable, Destination, open_destination
-from auditq.retention.partitions import MONTHS_AHEAD
+from auditq.retention.partitions import MONTHS_AHEAD, month_of, names, partition_name
 from auditq.seals import canonical
 from auditq.seals.verify import archived_digest
 from auditq.stores.seals import SEAL_COLUMNS, seal_record
@@ -134,21 +134,12 @@ def one(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple[Any, 
     return row
 
 
-def partition_name(month: str) -> str:
-    return "audit_logs_y" + month.replace("-", "m")
-
-
 def due_months(conn: psycopg.Connection, cutoff: datetime) -> dict[str, int]:
     """Month partitions (``YYYY-MM``, oldest first) that ended before the cutoff: their rows."""
-    names = conn.execute(
-        "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
-        " where i.inhparent = 'public.audit_logs'::regclass"
-        " and c.relname ~ '^audit_logs_y[0-9]{4}m[0-9]{2}$' order by 1"
-    ).fetchall()
     due = {}
-    for (name,) in names:
-        month = f"{name[12:16]}-{name[17:19]}"
-        if is_due(month, cutoff):
+    for name in names(conn):
+        month = month_of(name)
+        if month is not None and is_due(month, cutoff):
             due[month] = one(conn, f"select count(*) from public.{name}")[0]
     return due
 

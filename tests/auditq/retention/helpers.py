@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from auditq.events import build_event
+from auditq.retention.partitions import names
 
 
 def at(year: int, month: int, day: int = 15) -> datetime:
@@ -25,14 +26,7 @@ def month_events(months: list[tuple[int, int]], per_month: int = 3):
 
 def partitions(dsn: str) -> dict[str, int]:
     with psycopg.connect(dsn) as conn:
-        names = [
-            row[0]
-            for row in conn.execute(
-                "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
-                " where i.inhparent = 'public.audit_logs'::regclass order by 1"
-            )
-        ]
         return {
             name: conn.execute(f"select count(*) from public.{name}").fetchone()[0]
-            for name in names
+            for name in names(conn)
         }

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from auditq.config import Settings
 from auditq.decoding import decode_entry
 from auditq.migrate import MIGRATIONS_DIR, apply_migrations
-from auditq.retention.partitions import maintain, overview
+from auditq.retention.partitions import maintain, month_of, names, overview, partition_name
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify
 from auditq.stores import EventFilters
@@ -102,6 +102,23 @@ def test_conversion_keeps_every_row_and_the_seals_still_verify(old_db, signer, c
         assert verify(store, checker).ok
     finally:
         store.close()
+
+
+def test_partitions_by_name_and_month(clean_db):
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute(
+            f"create table public.{partition_name('2017-09')} partition of public.audit_logs"
+            " for values from ('2017-09-01') to ('2017-10-01')"
+        )
+        try:
+            listed = names(conn)
+        finally:
+            conn.execute(f"drop table public.{partition_name('2017-09')}")
+    assert listed[0] == "audit_logs_default" and "audit_logs_y2017m09" in listed
+    assert listed == sorted(listed)  # so months come oldest first
+    assert [month_of(name) for name in listed[:2]] == [None, "2017-09"]
+    # Only the migration's names are months: a table that looks close is not one.
+    assert month_of("audit_logs_y2017m9") is None and month_of("x_audit_logs_y2017m09") is None
 
 
 def test_a_redelivered_event_is_stored_once(store, clean_db):
