@@ -1,7 +1,7 @@
 """The partition functions of the migration ``*_partitions.sql`` as Python calls:
 ``audit_partitions_maintain`` (the partition job: months ahead, rows out of the default
-partition) and ``audit_partitions_overview`` (the dashboard's list); and, for the
-superuser's connection of retention (and the tests and benchmarks), the partitions by name.
+partition) and ``audit_partitions_overview`` (the dashboard's list); and the partitions by
+name, read over a direct connection (retention's, the tests' and the benchmarks').
 
 They go through DATABASE_URL when set (psycopg), else through PostgREST's rpc with the
 service key: the functions are SECURITY DEFINER, so a worker with only SUPABASE_URL keeps the
