@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from auditq import producer
 from auditq.config import Settings, load_settings
-from auditq.events import AuditEvent
+from auditq.events import AuditEvent, event_row
 from auditq.keys import Keys, shard_keys
 from auditq.pii.writer import Sealer, sealer
 from auditq.producer import Batch, Decision, LogResult
@@ -277,7 +277,8 @@ class AsyncAuditClient:
         (auditq/pii; the key lookup is I/O too), one key cache per client."""
         if self._sealer is None:
             self._sealer = sealer(self.settings, store)
-        return store.insert_events(self._sealer(events), ingest_path="direct")
+        rows = [event_row(event, "direct") for event in events]
+        return store.insert_rows(self._sealer(rows))
 
     async def _open_store(self) -> Store | None:
         async with self._store_lock:

@@ -26,7 +26,7 @@ import redis
 
 from auditq import producer
 from auditq.config import Settings, load_settings
-from auditq.events import AuditEvent
+from auditq.events import AuditEvent, event_row
 from auditq.keys import Keys
 from auditq.pii.writer import Sealer, sealer
 from auditq.producer import AuditUnavailable, Batch, Decision, LogResult
@@ -142,7 +142,8 @@ class AuditClient:
             return False
         failure: StoreError | None = None
         try:
-            store.insert_events(self._seal(store)(events), ingest_path="direct")
+            rows = [event_row(event, "direct") for event in events]
+            store.insert_rows(self._seal(store)(rows))
         except StoreError as error:
             failure = error
         self._count(producer.direct_counts(len(events), failure, self.warnings))

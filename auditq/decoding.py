@@ -9,8 +9,13 @@ checks the same types and limits in C (``Wire``); the few checks it has no word 
 inet, a time Python can hold in UTC, storable metadata, secrets) follow in plain Python,
 and most of them are settled for a whole batch by looking at its bytes once. Whatever this
 path is not sure of goes to the model, the reference, which accepts it or names the bad
-field: so the two give the same event for the same entry (tests/auditq/test_decoding.py
-compares them on valid and hostile input alike)."""
+field: so the two give the same row for the same entry (tests/auditq/test_decoding.py
+compares them on valid and hostile input alike).
+
+An entry becomes the row the store writes (``events.Row``) straight from msgspec's struct,
+whose fields are the row's first columns, in order. Building a model of it, to read it back
+into a row for the insert, was a sixth of the worker's instructions an event
+(bench/RESULTS.md, Session 11)."""
 
 from __future__ import annotations
 
@@ -22,18 +27,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from msgspec.structs import astuple
 from pydantic import ValidationError
 
 from auditq.events import (
+    COLUMN,
     INT_DIGITS,
     TEXT_FIELDS,
     AuditEvent,
     EventError,
+    Row,
     Wire,
-    assemble,
+    event_row,
     field_error,
     in_utc,
     is_inet,
+    row_event,
     unstorable,
 )
 from auditq.redact import DEFAULT_KEY_SET, has_secret, redact
@@ -75,23 +84,24 @@ def decode_entry(
     Raises EventError for anything a producer got wrong (no ``event`` field, bad JSON,
     oversized, invalid fields); the worker dead-letters those with the message.
     """
-    (decoded,) = decode_entries([(entry_id, fields)], max_bytes, redact_keys, shard)
+    (decoded,) = decode_rows([(entry_id, fields)], max_bytes, redact_keys, shard)
     if isinstance(decoded, Exception):
         raise decoded
-    return decoded
+    return row_event(decoded)
 
 
-def decode_entries(
+def decode_rows(
     entries: Sequence[tuple[str, Mapping[Any, bytes | str]]],
     max_bytes: int,
     redact_keys: frozenset[str] = DEFAULT_KEY_SET,
     shard: int = 0,
-) -> list[AuditEvent | Exception]:
-    """``decode_entry`` for a batch of (entry id, fields): each entry's event, or the error
-    that keeps it out (EventError for a producer's mistake; anything else it raised)."""
+) -> list[Row | Exception]:
+    """``decode_entry`` for a batch of (entry id, fields), as the rows the store writes
+    (ingest path ``queue``): each entry's row, or the error that keeps it out (EventError
+    for a producer's mistake; anything else it raised)."""
     raws = [_payload(fields) for _, fields in entries]
     survey = _Survey.of([raw for raw in raws if raw is not None])
-    out: list[AuditEvent | Exception] = []
+    out: list[Row | Exception] = []
     for (entry_id, _), raw in zip(entries, raws, strict=True):
         try:
             out.append(_decode(entry_id, raw, max_bytes, redact_keys, shard, survey))
@@ -114,14 +124,16 @@ def _decode(
     redact_keys: frozenset[str],
     shard: int,
     survey: _Survey,
-) -> AuditEvent:
+) -> Row:
     if raw is None:
         raise EventError("event", "stream entry has no 'event' field")
     if len(raw) > max_bytes:
         raise EventError("event", f"is {len(raw)} bytes, over the {max_bytes}-byte limit")
-    event = _fast_from_json(raw, entry_id, shard, redact_keys, survey)
+    row = _fast_row(raw, entry_id, shard, redact_keys, survey)
+    if row is not None:
+        return row
     # The model decides what the fast path was not sure of, and names the bad field.
-    return event if event is not None else model_decode(raw, entry_id, shard, redact_keys)
+    return event_row(model_decode(raw, entry_id, shard, redact_keys), "queue")
 
 
 def model_decode(
@@ -149,6 +161,8 @@ def model_decode(
 # --- the fast path ---------------------------------------------------------------------------
 
 _WIRE = msgspec.json.Decoder(Wire)
+_ID, _OCCURRED_AT, _IP, _METADATA = (COLUMN[c] for c in ("id", "occurred_at", "ip", "metadata"))
+_TEXT_COLUMNS = [COLUMN[name] for name in TEXT_FIELDS]
 _JSON_CONTAINERS = frozenset((dict, list))  # the exact types msgspec makes of objects, arrays
 # Metadata keys known to be no redact key, per set of redact keys. Most batches repeat a
 # few keys: one C-level subset test of them costs a fifth of lowering each key to compare.
@@ -176,45 +190,46 @@ class _Survey:
         return cls(unescaped, _LONG_FRACTION.search(joined) is not None)
 
 
-def _fast_from_json(
+def _fast_row(
     raw: bytes, entry_id: str, shard: int, redact_keys: frozenset[str], survey: _Survey
-) -> AuditEvent | None:
+) -> Row | None:
     if survey.long_fractions and _LONG_FRACTION.search(raw):
         return None
     try:
-        values = msgspec.structs.asdict(_WIRE.decode(raw))
+        # Wire's fields are the row's first columns, in order; pii and the path follow.
+        row = [*astuple(_WIRE.decode(raw)), None, "queue"]
     except (msgspec.MsgspecError, ValueError):  # ValueError: invalid UTF-8
         return None
-    if not _checked(values, redact_keys, raw if survey.unescaped else b""):
+    if not _checked(row, redact_keys, raw if survey.unescaped else b""):
         return None
     # What the producer left out is taken from the entry, so a redelivery maps to the same row.
-    if values["id"] is msgspec.UNSET:
-        values["id"] = derived_id(entry_id, shard)
-    if values["occurred_at"] is msgspec.UNSET:
-        values["occurred_at"] = entry_time(entry_id)
-    return assemble(values)
+    if row[_ID] is msgspec.UNSET:
+        row[_ID] = derived_id(entry_id, shard)
+    if row[_OCCURRED_AT] is msgspec.UNSET:
+        row[_OCCURRED_AT] = entry_time(entry_id)
+    return row
 
 
-def _checked(values: dict[str, Any], redact_keys: frozenset[str], plain: bytes) -> bool:
+def _checked(row: Row, redact_keys: frozenset[str], plain: bytes) -> bool:
     """Finish the model's checks on msgspec's values, in place; False if unsure or invalid.
 
     ``plain``: the entry's JSON if it has no \\u escape (else empty), so that no string in
     it holds a NUL, and its brackets and length bound what its metadata can hold."""
     if not plain:
-        for name in TEXT_FIELDS:
-            text = values[name]
+        for index in _TEXT_COLUMNS:
+            text = row[index]
             if text is not None and "\x00" in text:
                 return False
-    when = values["occurred_at"]
+    when = row[_OCCURRED_AT]
     if when is not msgspec.UNSET and when.tzinfo is not UTC:
         if (when := in_utc(when)) is None:
             return False
-        values["occurred_at"] = when
-    if values["ip"] is not None and not is_inet(values["ip"]):
+        row[_OCCURRED_AT] = when
+    if row[_IP] is not None and not is_inet(row[_IP]):
         return False
-    metadata = values["metadata"]
+    metadata = row[_METADATA]
     if metadata is None:
-        values["metadata"] = {}
+        row[_METADATA] = {}
     elif metadata:
         # Metadata of plain values (no object or array in it), which msgspec read as JSON
         # (finite floats), in an entry short enough to hold no huge integer.
@@ -229,8 +244,7 @@ def _checked(values: dict[str, Any], redact_keys: frozenset[str], plain: bytes) 
         else:
             secret = bool(redact_keys) and has_secret(metadata, redact_keys)
         if secret:
-            values["metadata"] = redact(metadata, redact_keys)
-    values["pii"] = None
+            row[_METADATA] = redact(metadata, redact_keys)
     return True
 
 

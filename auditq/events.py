@@ -273,13 +273,6 @@ def _dumps(values: dict[str, Any]) -> bytes:
     )
 
 
-def stored_copy(event: AuditEvent, changes: dict[str, Any]) -> AuditEvent:
-    """A copy of a validated event with ``changes`` and no validation, for auditq's own
-    steps after it (auditq/pii). What ``model_copy(update=...)`` does, less its generic
-    copying of every attribute: the drain calls it for every row with personal fields."""
-    return assemble({**event.__dict__, **changes}, event.__pydantic_fields_set__)
-
-
 # BaseModel's slots (``__dict__`` among them), set through their own descriptors:
 # ``object.__setattr__`` on a model (whose class defines __setattr__) first walks the
 # class's bases to check it may bypass it. That was ~3,800 of the ~8,000 instructions
@@ -337,3 +330,21 @@ def to_row(event: AuditEvent, ingest_path: Literal["queue", "direct"]) -> dict[s
 
 ROW_COLUMNS = (*AuditEvent.model_fields, "ingest_path")
 ALL_FIELDS = set(AuditEvent.model_fields)
+# An event as the stores write it: its values in ROW_COLUMNS order (metadata a dict, pii the
+# JSON text of its ciphertext or None, ingest_path last). The worker decodes stream entries
+# straight into rows (auditq/decoding.py), with no model in between; a client's events
+# become rows just before an insert (``event_row``). A list, so that the steps before the
+# insert (auditq/pii) set a value in place.
+Row = list[Any]
+COLUMN = {name: index for index, name in enumerate(ROW_COLUMNS)}
+
+
+def event_row(event: AuditEvent, ingest_path: Literal["queue", "direct"]) -> Row:
+    """A validated event's row (its __dict__ holds exactly its fields, in order)."""
+    return [*event.__dict__.values(), ingest_path]
+
+
+def row_event(row: Row) -> AuditEvent:
+    """The event a row holds, all but its ingest path (no validation: rows are made of
+    valid events and entries)."""
+    return assemble(dict(zip(AuditEvent.model_fields, row[:-1], strict=True)))

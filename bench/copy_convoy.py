@@ -30,9 +30,9 @@ from common import save, services, table
 from drain import COPY_BATCH, events, row_count, truncate
 from psycopg.copy import FileWriter
 
-from auditq.events import ROW_COLUMNS, build_event
-from auditq.stores.copy import InetTextDumper, JsonTextDumper, binary_copy
-from auditq.stores.postgres import COPY_TYPES, copy_values
+from auditq.events import ROW_COLUMNS, build_event, event_row
+from auditq.stores.copy import InetTextDumper, JsonbDumper, binary_copy
+from auditq.stores.postgres import COPY_TYPES
 
 NAME = "COPY beside a busy thread"
 DEFAULT_INTERVAL = sys.getswitchinterval()
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    rows = [copy_values(event, "queue") for event in map(build_event, events(args.events))]
+    rows = [event_row(event, "queue") for event in map(build_event, events(args.events))]
     batches = [rows[i : i + COPY_BATCH] for i in range(0, len(rows), COPY_BATCH)]
     times: dict[str, list[float]] = {name: [] for name, *_ in CASES}
     with services() as svc:
@@ -126,7 +126,7 @@ def stream(conn: psycopg.Connection, batch: list[list]) -> bytes:
     cur = conn.cursor()
     # The store's dumpers for inet and jsonb, as binary_copy registers them.
     cur.adapters.register_dumper(None, InetTextDumper)
-    cur.adapters.register_dumper(None, JsonTextDumper)
+    cur.adapters.register_dumper(None, JsonbDumper)
     with psycopg.Copy(cur, binary=True, writer=FileWriter(buffer)) as copy:
         copy.set_types(COPY_TYPES)
         for row in batch:

@@ -19,15 +19,21 @@ import psycopg
 from common import cpu_seconds, save, services, table
 from drain import COPY_BATCH, events, truncate
 
-from auditq.events import ROW_COLUMNS, build_event
+from auditq.events import COLUMN, ROW_COLUMNS, build_event, event_row
 from auditq.stores.copy import binary_copy
-from auditq.stores.postgres import COPY_TYPES, copy_values
+from auditq.stores.encoding import dumps
+from auditq.stores.postgres import COPY_TYPES
 
+METADATA = COLUMN["metadata"]
 TEXT_TYPES = [{"uuid": "uuid", "timestamptz": "timestamptz"}.get(t, "text") for t in COPY_TYPES]
 
 
 def rows(n: int) -> list[list]:
-    return [copy_values(event, "queue") for event in map(build_event, events(n))]
+    """The store's rows, metadata as orjson's text: what both formats can take."""
+    out = [event_row(event, "queue") for event in map(build_event, events(n))]
+    for row in out:
+        row[METADATA] = dumps(row[METADATA]).decode()
+    return out
 
 
 def text_copy(cur: psycopg.Cursor, batch: list[list]) -> None:

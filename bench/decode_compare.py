@@ -4,7 +4,7 @@ path is priced step by step in bench/log_many.py).
 
     python bench/decode_compare.py [--events 20000] [--repeat 7]
 
-Per stream entry: ``decode_entries`` as the worker calls it, against the model alone
+Per stream entry: ``decode_rows`` as the worker calls it, against the model alone
 (``model_decode``: how every entry was decoded before the fast path, the id and time a
 producer left out derived from the entry id), for entries as the Python client writes them
 (with an id and a time) and as producers in other languages may (without). Each figure is
@@ -24,7 +24,7 @@ import orjson
 from common import save, table
 from drain import events
 
-from auditq.decoding import decode_entries, model_decode
+from auditq.decoding import decode_rows, model_decode
 
 MAX_BYTES = 65_536
 
@@ -63,7 +63,7 @@ def main() -> None:
         pairs = [(entry_id, fields[b"event"]) for entry_id, fields in entries]
         fast, model = cpu_us(
             {
-                "fast": lambda e=entries: decode_entries(e, MAX_BYTES),
+                "fast": lambda e=entries: decode_rows(e, MAX_BYTES),
                 "model": lambda p=pairs: [model_decode(raw, i) for i, raw in p],
             },
             n,
@@ -72,7 +72,7 @@ def main() -> None:
         worker_rows.append([label, fast, model, model / fast])
 
     body = "Worker: decode and validate one stream entry (CPU)\n\n" + table(
-        ["entries", "`decode_entries` us/entry", "the model alone us/entry", "speed-up"],
+        ["entries", "`decode_rows` us/entry", "the model alone us/entry", "speed-up"],
         worker_rows,
     )
     save("Decode costs", f"python bench/decode_compare.py --events {n}", body)

@@ -39,7 +39,7 @@ from common import Services, save, services, table
 from drain import fill, raw_copy, raw_postgrest, truncate
 
 from auditq.config import Settings
-from auditq.events import build_event
+from auditq.events import build_event, event_row
 from auditq.keys import Keys
 from auditq.pii.writer import sealer
 from auditq.queue import Queue, connect
@@ -101,11 +101,12 @@ def worker_drain(
     status = WorkerStatus(stopping=threading.Event(), batch_size=sizer.size, pid=os.getpid())
     seal = None
     if pii_key:
-        seal = sealer(Settings(pii_key=pii_key), store, owned=True)
+        seal = sealer(Settings(pii_key=pii_key), store)
         # Every actor's data key read and unwrapped now, in set-up: the drain then counts
         # the steady state (keys cached), not one key read per event of a short run.
-        seal([build_event({"action": "warm", "actor_id": f"u_{i}", "ip": "192.0.2.1"})
-              for i in range(ACTORS)])  # fmt: skip
+        warm = [build_event({"action": "warm", "actor_id": f"u_{i}", "ip": "192.0.2.1"})
+                for i in range(ACTORS)]  # fmt: skip
+        seal([event_row(event, "queue") for event in warm])
     inserter = BatchInserter(
         queue, Stats(client, keys), store, sizer, status,
         max_event_bytes=65_536, retry_base=0.1, retry_max=0.5, seal=seal,

@@ -34,7 +34,7 @@ from common import Services, save, services, table
 from drain import drain_rate, events
 
 from auditq.config import Settings
-from auditq.events import AuditEvent, build_event
+from auditq.events import Row, build_event, event_row
 from auditq.pii.writer import sealer
 from auditq.stores.postgres import PostgresStore
 from worker.app import YOUNG_OBJECTS
@@ -66,8 +66,8 @@ class GcClock:
             self.seconds += time.thread_time() - self._start
 
 
-def batches(n: int) -> list[list[AuditEvent]]:
-    built = [build_event(e) for e in events(n)]
+def batches(n: int) -> list[list[Row]]:
+    built = [event_row(build_event(e), "queue") for e in events(n)]
     return [built[i : i + BATCH] for i in range(0, n, BATCH)]
 
 
@@ -78,7 +78,7 @@ def seal_cpu(svc: Services, key: str, n: int, step: str, clock: GcClock) -> tupl
     text already). (Postgres' share is too small to read from its processes' CPU counters
     here: the drain table has it, per event, for the whole drain.)"""
     store = PostgresStore(svc.dsn)
-    seal = sealer(Settings(pii_key=key), store, owned=True)
+    seal = sealer(Settings(pii_key=key), store)
     measured = batches(n)
     store.ping()  # the connection opened beforehand
     if step == "new keys":
@@ -87,7 +87,7 @@ def seal_cpu(svc: Services, key: str, n: int, step: str, clock: GcClock) -> tupl
         for batch in batches(n):  # other events of the same subjects: their keys
             seal(batch)
         if step == "keys in the store":
-            seal = sealer(Settings(pii_key=key), store, owned=True)
+            seal = sealer(Settings(pii_key=key), store)
     gc.collect()
     threshold = gc.get_threshold()
     gc.set_threshold(YOUNG_OBJECTS)

@@ -36,9 +36,9 @@ from worker.insert import BatchInserter
 READ = ("read", "auditq/queue.py")
 DECODE = ("decode_batch", "worker/insert.py")
 ENCODE = ("encode_rows", "")
-INSERTS = [("insert_events", ""), ("insert_encoded", "")]
+INSERTS = [("insert_rows", ""), ("insert_encoded", "")]
 ACK = ("_flush", "worker/insert.py")
-# Inside insert_events, the calls that send the batch and wait for the store's answer (the
+# Inside insert_rows, the calls that send the batch and wait for the store's answer (the
 # POST; for COPY the end of the copy and the commit); the rest of it builds the rows.
 WAIT = [("post", "httpx/_client.py"), ("__exit__", "contextlib.py")]
 

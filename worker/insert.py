@@ -31,8 +31,8 @@ from functools import partial
 import redis
 from tenacity import RetryCallState
 
-from auditq.decoding import decode_entries
-from auditq.events import AuditEvent, EventError
+from auditq.decoding import decode_rows
+from auditq.events import COLUMN, EventError, Row
 from auditq.pii.writer import Sealer, as_is
 from auditq.queue import Entry, Queue
 from auditq.redact import DEFAULT_KEY_SET
@@ -44,7 +44,8 @@ from worker.heartbeat import WorkerStatus
 
 log = logging.getLogger(__name__)
 
-Item = tuple[Entry, AuditEvent]
+Item = tuple[Entry, Row]
+_ID = COLUMN["id"]
 
 
 @dataclass
@@ -59,7 +60,7 @@ class _Outcome:
 
 @dataclass
 class Decoded:
-    """A batch read from the stream, decoded: the events, and the entries that failed."""
+    """A batch read from the stream, decoded: the rows to store, and the entries that failed."""
 
     entries: list[Entry]
     items: list[Item]
@@ -136,17 +137,17 @@ class BatchInserter:
         sizes: list[int] = []
         dead: list[tuple[Entry, str]] = []
         # Validated as the producers' clients validate (secrets redacted); shard-aware ids.
-        decoded = decode_entries(
+        decoded = decode_rows(
             [(entry.id, entry.fields) for entry in entries],
             self.max_event_bytes, self.redact_keys, self.queue.shard,
         )  # fmt: skip
-        for entry, event in zip(entries, decoded, strict=True):
-            if isinstance(event, Exception):
-                dead.append((entry, reason(event)))
+        for entry, row in zip(entries, decoded, strict=True):
+            if isinstance(row, Exception):
+                dead.append((entry, reason(row)))
                 log.warning("undecodable entry consumer=%s entry=%s error=%s",
-                            self.consumer, entry.id, reason(event))  # fmt: skip
+                            self.consumer, entry.id, reason(row))  # fmt: skip
             else:
-                items.append((entry, event))
+                items.append((entry, row))
                 sizes.append(len(entry.fields.get(b"event", b"")))
         return self._prepare(Decoded(entries, items, sizes, dead))
 
@@ -156,19 +157,16 @@ class BatchInserter:
         where the batch goes in one. Best effort: should the keys not be readable now, the
         insert seals the batch itself and retries a key store failure as it retries the
         insert."""
-        events = [event for _, event in decoded.items]
+        rows = [row for _, row in decoded.items]
         try:
-            sealed = self.seal(events)
+            self.seal(rows)  # in place: the rows are this worker's own
         except StoreError as error:
             log.warning("sealing ahead failed consumer=%s error=%s", self.consumer, error)
             return decoded
         decoded.sealed = True
-        if sealed is not events:  # sealed copies (not this worker's own): the items take them
-            pairs = zip(decoded.items, sealed, strict=True)
-            decoded.items = [(entry, event) for (entry, _), event in pairs]
-        fits = len(sealed) <= self.sizer.size and sum(decoded.sizes) <= self.sizer.max_bytes
-        if sealed and fits:
-            decoded.encoded = self.store.encode_rows(sealed)
+        fits = len(rows) <= self.sizer.size and sum(decoded.sizes) <= self.sizer.max_bytes
+        if rows and fits:
+            decoded.encoded = self.store.encode_rows(rows)
         return decoded
 
     def store_decoded(
@@ -302,8 +300,7 @@ class BatchInserter:
                 if encoded is not None and len(part) == encoded.count:
                     outcome.new_rows += self.store.insert_encoded(encoded)
                 else:
-                    events = seal([e for _, e in part])
-                    outcome.new_rows += self.store.insert_events(events)
+                    outcome.new_rows += self.store.insert_rows(seal([row for _, row in part]))
             except StoreUnavailable:
                 pending.append(part)
                 raise
@@ -313,7 +310,7 @@ class BatchInserter:
                     # Only the error's code: a database message may quote the row's values.
                     log.warning(
                         "row refused by the store consumer=%s entry=%s id=%s error=%s",
-                        self.consumer, part[0][0].id, part[0][1].id, reason(error).split(":")[0],
+                        self.consumer, part[0][0].id, part[0][1][_ID], reason(error).split(":")[0],
                     )  # fmt: skip
                 else:
                     half = len(part) // 2

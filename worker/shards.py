@@ -63,7 +63,7 @@ class Shards:
         # inserters share the store connection, the sizer and the status.
         self.lock = threading.Lock()
         # Personal fields to ciphertext (auditq/pii): one data key cache for every shard.
-        self.seal = sealer(settings, store, owned=True)  # its events: decoded here
+        self.seal = sealer(settings, store)
         self._turn = 0
         self._grow(settings.shards)
 

@@ -1,4 +1,5 @@
-"""Taking personal fields out of an event, and putting them back into a row read.
+"""Taking personal fields out of a row to store (``events.Row``), and putting them back
+into a row read.
 
 A field is ``ip``, ``user_agent`` or ``metadata.<key>``, where dots in ``<key>`` walk into
 nested objects (``metadata.customer.email``).
@@ -9,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from auditq.events import AuditEvent
+from auditq.events import COLUMN, Row
 
 _MISSING = object()
+_METADATA = COLUMN["metadata"]
 
 
 def _path(name: str) -> list[str]:
@@ -19,30 +21,29 @@ def _path(name: str) -> list[str]:
 
 
 class Fields:
-    """The configured personal fields, parsed once (the drain calls ``take`` per event)."""
+    """The configured personal fields, parsed once (the drain calls ``take`` per row)."""
 
     def __init__(self, names: Iterable[str]) -> None:
         names = list(names)
-        self.columns = [n for n in names if n in ("ip", "user_agent")]
+        self.columns = [(n, COLUMN[n]) for n in names if n in ("ip", "user_agent")]
         self.paths = [(n, _path(n)) for n in names if n not in ("ip", "user_agent")]
         # Metadata holding none of the paths' first keys (most events) has nothing to take.
         self.heads = frozenset(path[0] for _, path in self.paths)
 
-    def take(self, event: AuditEvent) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(the event's personal values by field name, the updates that remove them).
+    def take(self, row: Row) -> tuple[dict[str, Any], dict[int, Any]]:
+        """(the row's personal values by field name, the updates that remove them: column
+        index -> new value). The row itself is left as it is.
 
-        Metadata is copied only along the paths that change, so an event without personal
-        metadata costs no copy; an event taken already has nothing left to take. (The drain
-        calls it for every event: the values are read from the event's dict directly.)"""
-        values = event.__dict__
+        Metadata is copied only along the paths that change, so a row without personal
+        metadata costs no copy; a row taken already has nothing left to take."""
         found: dict[str, Any] = {}
-        updates: dict[str, Any] = {}
-        for name in self.columns:
-            value = values[name]
+        updates: dict[int, Any] = {}
+        for name, index in self.columns:
+            value = row[index]
             if value is not None:
                 found[name] = value
-                updates[name] = None
-        metadata = values["metadata"]
+                updates[index] = None
+        metadata = row[_METADATA]
         if self.heads.isdisjoint(metadata):
             return found, updates
         for name, path in self.paths:
@@ -51,8 +52,8 @@ class Fields:
                 if value is not _MISSING:
                     found[name] = value
                     metadata = _without(metadata, path)
-        if metadata is not values["metadata"]:
-            updates["metadata"] = metadata
+        if metadata is not row[_METADATA]:
+            updates[_METADATA] = metadata
         return found, updates
 
 

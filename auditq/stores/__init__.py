@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from auditq.config import Settings
-from auditq.events import AuditEvent
+from auditq.events import AuditEvent, Row
 
 IngestPath = Literal["queue", "direct"]
 
@@ -42,23 +42,23 @@ class Encoded:
 
     count: int  # the rows it holds
     body: bytes
-    ingest_path: IngestPath
 
 
 class Store(Protocol):
     name: str
 
-    def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
+    def insert_rows(self, rows: Sequence[Row]) -> int:
         """Insert idempotently on ``id``; return how many rows were new."""
 
-    def encode_rows(
-        self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue"
-    ) -> Encoded | None:
-        """The insert of ``events`` made ahead, for ``insert_encoded``; None from a store
+    def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
+        """``insert_rows`` of the events' rows (``events.event_row``)."""
+
+    def encode_rows(self, rows: Sequence[Row]) -> Encoded | None:
+        """The insert of ``rows`` made ahead, for ``insert_encoded``; None from a store
         that encodes rows as it sends them (COPY streams them)."""
 
     def insert_encoded(self, encoded: Encoded) -> int:
-        """``insert_events`` of the events ``encoded`` was made from."""
+        """``insert_rows`` of the rows ``encoded`` was made from."""
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""

@@ -4,9 +4,9 @@ baseline sends them so too, being at its best only so).
 Against text COPY of the same rows, the client spends half the CPU per row (no value is
 turned into text and escaped) and Postgres about a tenth less (no uuid or timestamptz is
 parsed from text): bench/RESULTS.md, "Binary COPY". Each value goes in the binary form of
-its column's type, so the two columns whose values are text on our side have a dumper of
-their own here: ip (an address ``events.is_inet`` accepted) and the JSON texts of metadata
-and pii.
+its column's type, so the columns whose values are not that type on our side have a dumper
+of their own here: ip (an address ``events.is_inet`` accepted), and metadata and pii as
+jsonb.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
+
+from auditq.stores.encoding import dumps
 
 
 class InetTextDumper(Dumper):
@@ -37,15 +40,16 @@ class InetTextDumper(Dumper):
             raise psycopg.DataError("ip is not an address inet takes") from None
 
 
-class JsonTextDumper(Dumper):
-    """jsonb's binary form of JSON text: a version byte, then the text, which the server
-    parses as it parses text COPY's."""
+class JsonbDumper(Dumper):
+    """jsonb's binary form: a version byte, then JSON text, which the server parses as it
+    parses text COPY's. Takes the text itself (pii's, written by auditq/pii) or a value to
+    write as JSON (metadata's dict, by orjson)."""
 
     format = Format.BINARY
     oid = psycopg.adapters.types["jsonb"].oid
 
-    def dump(self, obj: str) -> bytes:
-        return b"\x01" + obj.encode()
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + (obj.encode() if type(obj) is str else dumps(obj))
 
 
 @contextmanager
@@ -58,7 +62,7 @@ def binary_copy(
     # Registered on this cursor only and by type only: they serve COPY's set_types, never
     # a query's parameters (a str parameter stays text).
     cur.adapters.register_dumper(None, InetTextDumper)
-    cur.adapters.register_dumper(None, JsonTextDumper)
+    cur.adapters.register_dumper(None, JsonbDumper)
     with cur.copy(f"copy {table} ({', '.join(columns)}) from stdin (format binary)") as copy:
         copy.set_types(types)
         yield copy

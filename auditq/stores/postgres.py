@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from auditq.events import ROW_COLUMNS, AuditEvent
+from auditq.events import ROW_COLUMNS, AuditEvent, Row, event_row
 from auditq.seals.canonical import SEALED_COLUMNS
 from auditq.stores import (
     MAX_QUERY_LIMIT,
@@ -54,7 +54,6 @@ _COLUMNS = ", ".join(ROW_COLUMNS)
 _STAGING = "auditq_incoming"
 # audit_logs' unique key (monthly partitions on occurred_at: supabase/migrations/*_partitions.sql).
 _CONFLICT_KEY = "(id, occurred_at)"
-_METADATA = list(AuditEvent.model_fields).index("metadata")
 # Each column's type, in ROW_COLUMNS order, for binary COPY (auditq/stores/copy.py).
 COPY_TYPES = [
     {
@@ -134,32 +133,35 @@ class PostgresStore:
         self._db = SharedConnection(dsn, timeout)
 
     def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
-        if not events:
+        return self.insert_rows([event_row(event, ingest_path) for event in events])
+
+    def insert_rows(self, rows: Sequence[Row]) -> int:
+        if not rows:
             return 0
         try:
             with self._db.use() as conn:
                 try:
                     with conn.transaction(), conn.cursor() as cur:
-                        _copy(cur, "public.audit_logs", events, ingest_path)
-                    return len(events)
+                        _copy(cur, "public.audit_logs", rows)
+                    return len(rows)
                 except psycopg.errors.UniqueViolation:
-                    return self._insert_new(conn, events, ingest_path)
+                    return self._insert_new(conn, rows)
         except psycopg.Error as error:
             raise classify(error) from error
 
-    def encode_rows(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> None:
+    def encode_rows(self, rows: Sequence[Row]) -> None:
         return None  # COPY encodes the rows as it streams them
 
     def insert_encoded(self, encoded: Encoded) -> int:
-        raise TypeError("the postgres store encodes as it sends: use insert_events")
+        raise TypeError("the postgres store encodes as it sends: use insert_rows")
 
-    def _insert_new(self, conn: psycopg.Connection, events, ingest_path: IngestPath) -> int:
+    def _insert_new(self, conn: psycopg.Connection, rows: Sequence[Row]) -> int:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(
                 f"create temp table if not exists {_STAGING}"
                 " (like public.audit_logs including defaults) on commit delete rows"
             )
-            _copy(cur, _STAGING, events, ingest_path)
+            _copy(cur, _STAGING, rows)
             cur.execute(
                 f"insert into public.audit_logs ({_COLUMNS})"
                 f" select {_COLUMNS} from {_STAGING} on conflict {_CONFLICT_KEY} do nothing"
@@ -367,20 +369,12 @@ def _one(cursor: psycopg.Cursor) -> tuple[Any, ...]:
     return row
 
 
-def _copy(cur: psycopg.Cursor, table: str, events, ingest_path: IngestPath) -> None:
+def _copy(cur: psycopg.Cursor, table: str, rows: Sequence[Row]) -> None:
+    """COPY the rows as they are: each value goes in its column's binary form, metadata
+    (a dict) and pii (JSON text) through the jsonb dumper (auditq/stores/copy.py)."""
     with binary_copy(cur, table, ROW_COLUMNS, COPY_TYPES) as copy:
-        for event in events:
-            copy.write_row(copy_values(event, ingest_path))
-
-
-def copy_values(event: AuditEvent, ingest_path: IngestPath) -> list[Any]:
-    """An event's row as COPY sends it, in ROW_COLUMNS order, straight from its own values
-    (a validated event's __dict__ holds exactly its fields): metadata as orjson's text,
-    which the server parses into jsonb; pii is JSON text already (auditq/pii/writer.py)."""
-    values = list(event.__dict__.values())
-    values[_METADATA] = dumps(values[_METADATA]).decode()
-    values.append(ingest_path)
-    return values
+        for row in rows:
+            copy.write_row(row)
 
 
 def _select(

@@ -22,7 +22,7 @@ from postgrest.exceptions import APIErrorFromJSON, generate_default_error_messag
 from pydantic import ValidationError
 from supabase import Client, ClientOptions, create_client
 
-from auditq.events import ROW_COLUMNS, AuditEvent
+from auditq.events import ROW_COLUMNS, AuditEvent, Row, event_row
 from auditq.seals.canonical import SEALED_COLUMNS
 from auditq.stores import (
     MAX_QUERY_LIMIT,
@@ -73,24 +73,24 @@ class SupabaseStore:
         self.client: Client = create_client(url, service_role_key, options=options)
 
     def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
-        if not events:
-            return 0
-        return self.insert_encoded(self.encode_rows(events, ingest_path))
+        return self.insert_rows([event_row(event, ingest_path) for event in events])
 
-    def encode_rows(
-        self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue"
-    ) -> Encoded:
+    def insert_rows(self, rows: Sequence[Row]) -> int:
+        if not rows:
+            return 0
+        return self.insert_encoded(self.encode_rows(rows))
+
+    def encode_rows(self, rows: Sequence[Row]) -> Encoded:
         """The bulk upsert's body, by orjson: the query builder would turn every row into a
-        dict of JSON-ready values and encode it with the stdlib; orjson writes the events'
+        dict of JSON-ready values and encode it with the stdlib; orjson writes the rows'
         own values (UUID, aware datetime) in one pass."""
-        # A validated event's __dict__ holds exactly its fields, in ROW_COLUMNS order.
-        rows = [{**event.__dict__, "ingest_path": ingest_path} for event in events]
-        for row in rows:
+        objects = [dict(zip(ROW_COLUMNS, row, strict=True)) for row in rows]
+        for obj in objects:
             # The ciphertext's JSON text (auditq/pii/writer.py) as the JSON value it stands
             # for, so PostgREST stores the same jsonb as COPY does, not a string.
-            if row["pii"] is not None:
-                row["pii"] = orjson.loads(row["pii"])
-        return Encoded(len(rows), dumps(rows), ingest_path)
+            if obj["pii"] is not None:
+                obj["pii"] = orjson.loads(obj["pii"])
+        return Encoded(len(objects), dumps(objects))
 
     def insert_encoded(self, encoded: Encoded) -> int:
         """One bulk upsert sent on the admin client's session. The request is the one the

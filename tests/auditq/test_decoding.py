@@ -1,6 +1,6 @@
 """The worker's fast path (msgspec, auditq/decoding.py) against the model it stands in for.
 
-For every input, the event the fast path returns must be the one the model returns, and
+For every input, the row the fast path returns must be the model's event's row, and
 what it is unsure of goes to the model, which accepts it or names the bad field. Each case
 runs twice: as the code runs (fast path first), and with the fast path switched off (the
 model alone); the outcomes must be equal. The valid plain cases must take the fast path, so
@@ -14,14 +14,15 @@ import uuid
 import pytest
 
 from auditq import decoding
-from auditq.decoding import decode_entries
-from auditq.events import MAX_METADATA_DEPTH
+from auditq.decoding import decode_rows
+from auditq.events import COLUMN, MAX_METADATA_DEPTH
 from auditq.redact import REDACTED, key_set
 from tests.auditq.helpers import nested
 
 ENTRY = "1700000000123-0"
 MAX = 65_536
 BASE = {"action": "user.role_change", "actor_id": "u_1", "ip": "198.51.100.23"}
+METADATA = COLUMN["metadata"]
 
 
 # Raw JSON entries: what a producer in any language may write to the stream.
@@ -95,29 +96,17 @@ RAW = [
 
 
 def outcome(run):
-    """What a call gives: the event's values, or the error's class and text."""
-    try:
-        result = run()
-    except Exception as error:
-        return type(error).__name__, str(error)
-    if isinstance(result, list):
-        return [outcome(lambda r=r: _raise_or_return(r)) for r in result]
-    return result.__dict__
-
-
-def _raise_or_return(value):
-    if isinstance(value, Exception):
-        raise value
-    return value
+    """What a batch's decode gives: each entry's row, or its error's class and text."""
+    return [(type(row).__name__, str(row)) if isinstance(row, Exception) else row for row in run()]
 
 
 def model_only(monkeypatch):
-    monkeypatch.setattr(decoding, "_fast_from_json", lambda *args: None)
+    monkeypatch.setattr(decoding, "_fast_row", lambda *args: None)
 
 
 def decode_all(raws):
     entries = [(f"1700000000{i:03d}-0", {b"event": raw}) for i, raw in enumerate(raws)]
-    return decode_entries(entries, MAX)
+    return decode_rows(entries, MAX)
 
 
 def as_bytes(raw):
@@ -149,17 +138,17 @@ def test_random_events_decode_as_the_model_decodes_them(monkeypatch):
 
 def test_plain_valid_entries_take_the_fast_path(monkeypatch):
     taken = []
-    fast = decoding._fast_from_json
+    fast = decoding._fast_row
 
     def counted(*args):
-        event = fast(*args)
-        taken.append(event is not None)
-        return event
+        row = fast(*args)
+        taken.append(row is not None)
+        return row
 
-    monkeypatch.setattr(decoding, "_fast_from_json", counted)
+    monkeypatch.setattr(decoding, "_fast_row", counted)
     raws = [as_bytes(raw) for raw in RAW[:4]] + [json.dumps({"action": "a"}).encode()]
     decoded = decode_all(raws)
-    assert all(not isinstance(event, Exception) for event in decoded)
+    assert all(not isinstance(row, Exception) for row in decoded)
     assert taken == [True] * len(raws)
 
 
@@ -167,12 +156,12 @@ def test_a_key_known_plain_under_some_redact_keys_is_redacted_under_others():
     # The fast path remembers metadata keys that are no redact key, per set of redact keys.
     raw = json.dumps({**BASE, "metadata": {"note": "n", "x": 1}}).encode()
     entry = [(ENTRY, {b"event": raw})]
-    (plain,) = decode_entries(entry, MAX)
-    assert plain.metadata == {"note": "n", "x": 1}
-    (redacted,) = decode_entries(entry, MAX, key_set(["NOTE"]))
-    assert redacted.metadata == {"note": REDACTED, "x": 1}
-    (again,) = decode_entries(entry, MAX)
-    assert again.metadata == {"note": "n", "x": 1}
+    (plain,) = decode_rows(entry, MAX)
+    assert plain[METADATA] == {"note": "n", "x": 1}
+    (redacted,) = decode_rows(entry, MAX, key_set(["NOTE"]))
+    assert redacted[METADATA] == {"note": REDACTED, "x": 1}
+    (again,) = decode_rows(entry, MAX)
+    assert again[METADATA] == {"note": "n", "x": 1}
 
 
 def test_the_keys_remembered_as_plain_are_bounded(monkeypatch):
@@ -183,10 +172,10 @@ def test_the_keys_remembered_as_plain_are_bounded(monkeypatch):
     long_key = "x" * (decoding.PLAIN_KEY_CHARS + 1)
     raws.insert(0, json.dumps({**BASE, "metadata": {long_key: 1}}).encode())
     entries = [(f"1700000000{i:03d}-0", {b"event": raw}) for i, raw in enumerate(raws)]
-    decoded = decode_entries(entries, MAX, keys)
-    assert decoded[0].metadata == {long_key: 1}
-    assert [event.metadata for event in decoded[1:201]] == [{f"k{i}": i} for i in range(200)]
-    assert decoded[201].metadata == {"k1": 1, "Secret_Sauce": REDACTED}
+    decoded = decode_rows(entries, MAX, keys)
+    assert decoded[0][METADATA] == {long_key: 1}
+    assert [row[METADATA] for row in decoded[1:201]] == [{f"k{i}": i} for i in range(200)]
+    assert decoded[201][METADATA] == {"k1": 1, "Secret_Sauce": REDACTED}
     known = decoding._PLAIN_KEYS[keys]
     assert len(known) <= 50
     assert long_key not in known  # a long key is never kept: the bound is on bytes too

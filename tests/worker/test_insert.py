@@ -10,6 +10,7 @@ import pytest
 
 from auditq import decoding
 from auditq.config import Settings
+from auditq.events import COLUMN
 from auditq.keys import GROUP
 from auditq.pii.writer import sealer
 from auditq.stores import StoreUnavailable
@@ -207,10 +208,10 @@ class BuggyStore(PostgresStore):
     """The real Postgres store, plus a client-side bug: any part holding a "boom" event
     raises a TypeError (neither DataRejected nor StoreUnavailable)."""
 
-    def insert_events(self, events, ingest_path="queue"):
-        if any(event.action == "boom" for event in events):
+    def insert_rows(self, rows):
+        if any(row[COLUMN["action"]] == "boom" for row in rows):
             raise TypeError("cannot adapt this row")
-        return super().insert_events(events, ingest_path)
+        return super().insert_rows(rows)
 
 
 def test_an_unexpected_error_while_inserting_isolates_only_its_entry(redis_url, clean_db):
@@ -334,7 +335,7 @@ class KeysDownOnce(PostgresStore):
 def test_a_batch_that_could_not_be_sealed_ahead_is_sealed_at_its_insert(redis_url, clean_db):
     store = KeysDownOnce(clean_db)
     inserter = make_inserter(redis_url, store)
-    inserter.seal = sealer(Settings(pii_key=KEY), store, owned=True)
+    inserter.seal = sealer(Settings(pii_key=KEY), store)
     payloads = [
         json.dumps({"action": "user.login", "actor_id": f"u_{i}", "ip": "198.51.100.23"})
         for i in range(20)

@@ -196,12 +196,12 @@ class AckWatchingStore(PostgresStore):
         self.second_started_before_acks: bool | None = None
         self.acked_during_second: bool | None = None
 
-    def insert_events(self, events, ingest_path="queue"):
+    def insert_rows(self, rows):
         self.inserts += 1
         if self.inserts == 2:
             self.second_started_before_acks = not self.first_batch_acked()
             self.acked_during_second = polled(self.first_batch_acked)
-        inserted = super().insert_events(events, ingest_path)
+        inserted = super().insert_rows(rows)
         if self.inserts == 1:
             self.client.execute_command("CLIENT", "PAUSE", 1000, "WRITE")
         return inserted
@@ -286,9 +286,9 @@ class CountingSupabaseStore(SupabaseStore):
         self.made_ahead += 1
         return super().insert_encoded(encoded)
 
-    def insert_events(self, events, ingest_path="queue"):
+    def insert_rows(self, rows):
         self.encoded_here += 1
-        return super().insert_events(events, ingest_path)
+        return super().insert_rows(rows)
 
 
 def test_on_the_supabase_store_each_batch_is_sent_as_encoded_ahead(redis_url, clean_db, postgrest):

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from auditq.config import ConfigError, Settings, load_settings
-from auditq.events import EventError, build_event, stored_copy
+from auditq.events import COLUMN, ROW_COLUMNS, EventError, build_event, row_event
 from auditq.pii import ENCRYPTED, ERASED, HIDDEN
 from auditq.pii.erase import erase_subject
 from auditq.pii.reader import reveal
@@ -22,7 +22,7 @@ from auditq.seals import signing
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify
 from auditq.stores import EventFilters, StoreUnavailable
-from tests.auditq.pii.helpers import KEY
+from tests.auditq.pii.helpers import KEY, rows_of
 from tests.auditq.seals.helpers import superuser
 from tests.dumps import dump_database
 
@@ -49,6 +49,11 @@ def personal_events():
     ]
 
 
+def sealed_events(settings, store, events):
+    """The events as a writer stores them: their rows, sealed; read back as events."""
+    return [row_event(row) for row in sealer(settings, store)(rows_of(events))]
+
+
 def audit_rows(dsn: str) -> list[tuple[str]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute("select t::text from audit_logs t order by txid, id").fetchall()
@@ -63,7 +68,7 @@ def read(store, settings=SETTINGS, show="clear"):
 def test_stored_as_ciphertext_read_back_and_erased_with_seals_intact(store, clean_db):
     key_pair = signing.generate()
     events = personal_events()
-    assert store.insert_events(sealer(SETTINGS, store)(events)) == 6
+    assert store.insert_rows(sealer(SETTINGS, store)(rows_of(events))) == 6
 
     dump = dump_database(clean_db)
     for values in CLEAR.values():
@@ -97,7 +102,7 @@ def test_stored_as_ciphertext_read_back_and_erased_with_seals_intact(store, clea
 
 
 def test_viewers_see_hidden_and_a_process_without_the_key_sees_encrypted(store):
-    store.insert_events(sealer(SETTINGS, store)(personal_events()[:1]))
+    store.insert_events(sealed_events(SETTINGS, store, personal_events()[:1]))
     (hidden,) = read(store, show="hidden").values()
     assert (hidden["ip"], hidden["metadata"]["email"]) == (HIDDEN, HIDDEN)
     (sealed,) = read(store, settings=Settings()).values()
@@ -105,17 +110,17 @@ def test_viewers_see_hidden_and_a_process_without_the_key_sees_encrypted(store):
 
 
 def test_a_wrong_master_key_holds_the_rows_back(store):
-    store.insert_events(sealer(SETTINGS, store)(personal_events()[:1]))
+    store.insert_events(sealed_events(SETTINGS, store, personal_events()[:1]))
     other = Settings(pii_key=base64.b64encode(os.urandom(32)).decode())
     with pytest.raises(StoreUnavailable, match="AUDITQ_PII_KEY"):
-        sealer(other, store)(personal_events()[:1])
+        sealed_events(other, store, personal_events()[:1])
     (row,) = read(store, settings=other).values()  # and a reader with it reads nothing
     assert row["ip"] == ERASED
 
 
 def test_events_without_personal_fields_pass_unchanged(store, clean_db):
     event = build_event({"action": "cron.run", "metadata": {"k": 1}})
-    assert sealer(SETTINGS, store)([event]) == [event]
+    assert sealer(SETTINGS, store)(rows_of([event])) == rows_of([event])
     with psycopg.connect(clean_db) as conn:
         assert conn.execute("select count(*) from audit_pii_keys").fetchone() == (0,)
 
@@ -128,33 +133,30 @@ def test_a_mixed_batch_keeps_its_order_and_seals_only_what_holds_personal_fields
         for i, actor in enumerate(("frank", "grace"))
     ]
     seal = sealer(settings, store)
-    (done,) = seal(personal[1:])
-    batch = seal([plain, personal[0], done, plain])
-    assert batch[0] is plain and batch[3] is plain  # near a personal path, not on it
-    assert batch[2] is done  # sealed already: left as it is
-    assert batch[1].id == personal[0].id and batch[1].ip is None
-    assert orjson.loads(batch[1].pii)["f"] == ["ip"] and batch[1].metadata == {"n": 0}
-    assert seal(batch) == batch
+    (done,) = seal(rows_of(personal[1:]))
+    done_before = list(done)
+    batch = rows_of([plain, personal[0]]) + [done, *rows_of([plain])]
+    assert seal(batch) is batch  # sealed in place
+    assert batch[0] == batch[3] == rows_of([plain])[0]  # near a personal path, not on it
+    assert batch[2] == done_before  # sealed already: left as it is
+    first = row_event(batch[1])
+    assert first.id == personal[0].id and first.ip is None
+    assert orjson.loads(first.pii)["f"] == ["ip"] and first.metadata == {"n": 0}
+    assert seal([list(row) for row in batch]) == batch  # sealing again changes nothing
     with psycopg.connect(clean_db) as conn:  # no key for a subject with nothing to encrypt
         subjects = conn.execute("select subject from audit_pii_keys order by 1").fetchall()
     assert subjects == [("frank",), ("grace",)]
 
 
-def test_a_writer_owning_its_events_has_them_sealed_in_place_others_get_copies(store):
+def test_a_clients_event_is_left_as_it_is_its_row_is_sealed(store):
     settings = Settings(pii_key=KEY, pii_fields="ip,metadata.email")
     data = {"action": "a", "actor_id": "heidi", "ip": "192.0.2.7", "metadata": {"email": "h@x"}}
-    theirs, ours = build_event(data), build_event(data)
-    (copy,) = sealer(settings, store)([theirs])
-    (same,) = sealer(settings, store, owned=True)([ours])
-    assert copy is not theirs and theirs.ip == "192.0.2.7" and theirs.pii is None
-    assert (
-        same is ours
-        and ours.ip is None
-        and ours.metadata == {}
-        and orjson.loads(ours.pii)["f"] == ["ip", "metadata.email"]
-    )
-    # The values keep the columns' order, which the stores write them in.
-    assert list(ours.__dict__) == list(theirs.__dict__)
+    event = build_event(data)
+    (row,) = sealer(settings, store)(rows_of([event]))
+    assert event.ip == "192.0.2.7" and event.metadata == {"email": "h@x"} and event.pii is None
+    assert len(row) == len(ROW_COLUMNS)  # the values keep the columns' order
+    assert row[COLUMN["ip"]] is None and row[COLUMN["metadata"]] == {}
+    assert orjson.loads(row[COLUMN["pii"]])["f"] == ["ip", "metadata.email"]
 
 
 def test_adding_data_keys_reports_only_the_subjects_it_inserted(store, clean_db):
@@ -184,7 +186,7 @@ def test_data_keys_of_any_subject_text_are_stored_and_found_exactly(store, clean
 def test_a_writer_that_loses_the_race_for_a_new_key_uses_the_winners(store, clean_db):
     settings = Settings(pii_key=KEY, pii_fields="ip")
     event = build_event({"action": "a", "actor_id": "lee", "ip": "192.0.2.9"})
-    (winner,) = sealer(settings, store)([event])
+    (winner,) = sealed_events(settings, store, [event])
 
     class Late:  # the loser looked for a key just before the winner inserted it
         def __init__(self) -> None:
@@ -199,7 +201,7 @@ def test_a_writer_that_loses_the_race_for_a_new_key_uses_the_winners(store, clea
                 return []
             return store.pii_keys(**kwargs)
 
-    (loser,) = sealer(settings, Late())([event])
+    (loser,) = sealed_events(settings, Late(), [event])
     assert orjson.loads(loser.pii)["k"] == orjson.loads(winner.pii)["k"]
     with psycopg.connect(clean_db) as conn:
         assert conn.execute("select count(*) from audit_pii_keys").fetchone() == (1,)
@@ -213,7 +215,7 @@ def test_nested_metadata_fields_and_a_ciphertext_moved_to_another_row(store):
         )
         for e in ("c1@example.test", "c2@example.test")
     ]
-    first, second = sealer(settings, store)(events)
+    first, second = sealed_events(settings, store, events)
     assert first.metadata == {"customer": {"id": 7}}
     assert orjson.loads(first.pii)["f"] == ["metadata.customer.email"]
     swapped = [first.model_copy(update={"pii": second.pii}), second]
@@ -244,13 +246,15 @@ def test_unknown_fields_are_refused():
 
 
 def test_rotation_rewraps_every_data_key_and_nothing_else_changes(store, clean_db):
-    store.insert_events(sealer(SETTINGS, store)(personal_events()))
+    store.insert_events(sealed_events(SETTINGS, store, personal_events()))
     before = audit_rows(clean_db)
     new = base64.b64encode(os.urandom(32)).decode()
     rotating = Settings(pii_key=new, pii_old_key=KEY)
     assert read(store, rotating)[("bob", 0)]["metadata"]["email"] == "bob@example.test"
     # A writer meanwhile uses the old wrapping of an existing subject, new keys get the new one.
-    sealer(rotating, store)([build_event({"action": "a", "actor_id": "dave", "ip": "192.0.2.1"})])
+    sealed_events(
+        rotating, store, [build_event({"action": "a", "actor_id": "dave", "ip": "192.0.2.1"})]
+    )
 
     counts = rewrap_all(store, rotating)
     assert (counts.rewrapped, counts.current, counts.unreadable) == (2, 1, 0)
@@ -262,7 +266,7 @@ def test_rotation_rewraps_every_data_key_and_nothing_else_changes(store, clean_d
 
 def test_seals_cover_the_ciphertext(store, clean_db):
     key_pair = signing.generate()
-    events = sealer(SETTINGS, store)(personal_events()[:2])
+    events = sealed_events(SETTINGS, store, personal_events()[:2])
     store.insert_events(events)
     seal_pass(store, signing.signer(Settings(seal_key=key_pair.private)), 0)
     with superuser(clean_db) as conn:
@@ -276,24 +280,15 @@ def test_seals_cover_the_ciphertext(store, clean_db):
     assert str(finding).startswith(f"modified: seal 1 row {events[1].id}")
 
 
-def test_the_stored_copy_is_what_model_copy_makes():
-    event = build_event({"action": "a", "ip": "192.0.2.1", "metadata": {"email": "x@y.z"}})
-    changes = {"ip": None, "metadata": {}, "pii": {"v": 1}}
-    copy = stored_copy(event, changes)
-    assert copy == event.model_copy(update=changes)
-    assert list(copy.__dict__) == list(event.__dict__)  # the stores' column order
-    assert event.ip == "192.0.2.1" and copy.model_fields_set == event.model_fields_set
-
-
 def test_both_stores_store_the_ciphertext_as_the_same_json_object(store, clean_db):
     # The writer hands the stores the pii column's JSON text; PostgREST must get the object
     # it stands for (a JSON string would be stored as a jsonb string: another shape).
     event = build_event({"action": "a", "actor_id": "zoe", "ip": "192.0.2.9"})
-    (sealed,) = sealer(SETTINGS, store)([event])
-    assert store.insert_events([sealed]) == 1
+    (done,) = sealed_events(SETTINGS, store, [event])
+    assert store.insert_events([done]) == 1
     with psycopg.connect(clean_db) as conn:
         (pii,) = conn.execute("select pii from audit_logs where id = %s", [event.id]).fetchone()
-    assert pii == orjson.loads(sealed.pii)
+    assert pii == orjson.loads(done.pii)
     assert sorted(pii) == ["c", "f", "k", "v"] and pii["f"] == ["ip"] and pii["v"] == 1
 
 
@@ -301,9 +296,9 @@ def test_a_personal_number_past_64_bits_is_encrypted_not_refused(store):
     # Valid metadata (Postgres' jsonb holds it) that orjson alone cannot encode.
     settings = Settings(pii_key=KEY, pii_fields="metadata.phone")
     event = build_event({"action": "a", "actor_id": "yan", "metadata": {"phone": 2**70}})
-    (sealed,) = sealer(settings, store)([event])
-    assert sealed.metadata == {} and str(2**70) not in sealed.pii
-    store.insert_events([sealed])
+    (done,) = sealed_events(settings, store, [event])
+    assert done.metadata == {} and str(2**70) not in done.pii
+    store.insert_events([done])
     (row,) = store.query_events(EventFilters())
     reveal([row], store, settings, "clear")
     assert row["metadata"] == {"phone": 2**70}

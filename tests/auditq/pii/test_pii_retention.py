@@ -16,7 +16,7 @@ from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify
 from auditq.stores import EventFilters
 from auditq.stores.postgres import PostgresStore
-from tests.auditq.pii.helpers import KEY
+from tests.auditq.pii.helpers import KEY, rows_of
 
 
 def old_logins(year: int, month: int) -> list:
@@ -47,7 +47,9 @@ def test_a_move_out_of_the_default_partition_keeps_the_ciphertext(clean_db, sign
     settings = Settings(database_url=clean_db, pii_key=KEY)
     store = PostgresStore(clean_db, timeout=5)
     try:
-        store.insert_events(sealer(settings, store)(old_logins(2019, 4)))  # no partition: default
+        store.insert_rows(
+            sealer(settings, store)(rows_of(old_logins(2019, 4)))
+        )  # no partition: default
         seal_pass(store, signer, grace=0)
         assert maintain(settings) == {"2019-04": 3}
         assert clear_values(store, settings) == EXPECTED
@@ -66,7 +68,7 @@ def test_a_restored_month_keeps_the_ciphertext(clean_db, tmp_path, signer, check
     )
     store = PostgresStore(clean_db, timeout=5)
     try:
-        store.insert_events(sealer(settings, store)(old_logins(2025, 1)))
+        store.insert_rows(sealer(settings, store)(rows_of(old_logins(2025, 1))))
         seal_pass(store, signer, grace=0)
         retention_pass(settings, now=datetime(2025, 4, 10, tzinfo=UTC))
         assert clear_values(store, settings) == set()  # January is archived and dropped
