@@ -31,7 +31,7 @@ from drain import COPY_BATCH, events, row_count, truncate
 from psycopg.copy import FileWriter
 
 from auditq.events import ROW_COLUMNS, build_event, event_row
-from auditq.stores.copy import InetTextDumper, JsonbDumper, binary_copy
+from auditq.stores.copy import binary_copy, use_dumpers
 from auditq.stores.postgres import COPY_TYPES
 
 NAME = "COPY beside a busy thread"
@@ -86,6 +86,19 @@ def run(dsn: str, batches: list, sent_as: str, beside_busy: bool, interval: floa
     return elapsed / rows * 1e6
 
 
+def stream(conn: psycopg.Connection, batch: list[list]) -> bytes:
+    """The batch's whole binary COPY stream, made without the server: a ``Copy`` created by
+    hand sends no statement, and its writer here is a buffer (psycopg's FileWriter)."""
+    buffer = io.BytesIO()
+    cur = conn.cursor()
+    use_dumpers(cur)  # the store's, as binary_copy registers them
+    with psycopg.Copy(cur, binary=True, writer=FileWriter(buffer)) as copy:
+        copy.set_types(COPY_TYPES)
+        for row in batch:
+            copy.write_row(row)
+    return buffer.getvalue()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
@@ -117,21 +130,6 @@ def main() -> None:
         f"{DEFAULT_INTERVAL * 1000:g} ms; {args.repeat} interleaved rounds."
     )
     save(NAME, f"python bench/copy_convoy.py --events {args.events} --repeat {args.repeat}", body)
-
-
-def stream(conn: psycopg.Connection, batch: list[list]) -> bytes:
-    """The batch's whole binary COPY stream, made without the server: a ``Copy`` created by
-    hand sends no statement, and its writer here is a buffer (psycopg's FileWriter)."""
-    buffer = io.BytesIO()
-    cur = conn.cursor()
-    # The store's dumpers for inet and jsonb, as binary_copy registers them.
-    cur.adapters.register_dumper(None, InetTextDumper)
-    cur.adapters.register_dumper(None, JsonbDumper)
-    with psycopg.Copy(cur, binary=True, writer=FileWriter(buffer)) as copy:
-        copy.set_types(COPY_TYPES)
-        for row in batch:
-            copy.write_row(row)
-    return buffer.getvalue()
 
 
 if __name__ == "__main__":

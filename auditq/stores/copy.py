@@ -52,6 +52,14 @@ class JsonbDumper(Dumper):
         return b"\x01" + (obj.encode() if type(obj) is str else dumps(obj))
 
 
+def use_dumpers(cur: psycopg.Cursor) -> None:
+    """The dumpers above, for this cursor's COPYs. Registered on this cursor only and by
+    type only: they serve COPY's set_types, never a query's parameters (a str parameter
+    stays text)."""
+    cur.adapters.register_dumper(None, InetTextDumper)
+    cur.adapters.register_dumper(None, JsonbDumper)
+
+
 @contextmanager
 def binary_copy(
     cur: psycopg.Cursor, table: str, columns: Sequence[str], types: Sequence[str]
@@ -59,10 +67,7 @@ def binary_copy(
     """A binary COPY into ``table``; ``types`` names each column's type (inet and jsonb
     columns take text, as above). Declared once per COPY, so no value's dumper is looked up
     by its Python type."""
-    # Registered on this cursor only and by type only: they serve COPY's set_types, never
-    # a query's parameters (a str parameter stays text).
-    cur.adapters.register_dumper(None, InetTextDumper)
-    cur.adapters.register_dumper(None, JsonbDumper)
+    use_dumpers(cur)
     with cur.copy(f"copy {table} ({', '.join(columns)}) from stdin (format binary)") as copy:
         copy.set_types(types)
         yield copy
