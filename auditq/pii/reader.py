@@ -11,7 +11,7 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from auditq.config import Settings
-from auditq.pii import ENCRYPTED, ERASED, HIDDEN, crypto, fields
+from auditq.pii import ENCRYPTED, ERASED, HIDDEN, crypto, fields, unpack
 from auditq.stores import Store
 
 Show = Literal["clear", "hidden"]
@@ -22,21 +22,21 @@ def reveal(rows: list[dict[str, Any]], store: Store, settings: Settings, show: S
     or ``[hidden]``; ``[erased]`` when the subject's key was destroyed, ``[encrypted]``
     when this process has no AUDITQ_PII_KEY. The data keys are read for each call, never
     cached, so an erasure shows at once."""
-    pending = [(row, pii) for row in rows if (pii := row.pop("pii", None))]
+    pending = [(row, unpack(pii)) for row in rows if (pii := row.pop("pii", None))]
     if not pending:
         return
     if show == "hidden" or settings.pii_key is None:
         mark = HIDDEN if show == "hidden" else ENCRYPTED
-        for row, pii in pending:
-            fields.put(row, dict.fromkeys(pii["f"], mark))
+        for row, sealed in pending:
+            fields.put(row, dict.fromkeys(sealed.names, mark))
         return
-    keys = _data_keys(store, crypto.masters(settings), {pii["k"] for _, pii in pending})
-    for row, pii in pending:
-        values = dict.fromkeys(pii["f"], ERASED)
-        if (key := keys.get(pii["k"])) is not None:
+    keys = _data_keys(store, crypto.masters(settings), {s.key_id for _, s in pending})
+    for row, sealed in pending:
+        values = dict.fromkeys(sealed.names, ERASED)
+        if (key := keys.get(sealed.key_id)) is not None:
             # Not this row's ciphertext (copied from another row): unreadable, as if erased.
             with contextlib.suppress(crypto.Undecryptable, orjson.JSONDecodeError):
-                values = orjson.loads(crypto.decrypt(key, UUID(str(row["id"])), pii["c"]))
+                values = orjson.loads(crypto.decrypt(key, UUID(str(row["id"])), sealed.ciphertext))
         fields.put(row, values)
 
 

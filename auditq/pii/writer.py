@@ -48,7 +48,7 @@ class Encryptor:
         self.fields = fields.Fields(names)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[str, AESGCM]] = OrderedDict()
-        self._listed: dict[tuple[str, ...], str] = {}  # field names -> their JSON array
+        self._listed: dict[tuple[str, ...], str] = {}  # field names -> their part of pii
         self._lock = threading.Lock()  # the drain, reclaim and client threads share it
 
     def seal(self, rows: Sequence[Row]) -> Sequence[Row]:
@@ -70,15 +70,15 @@ class Encryptor:
         for (row, (found, updates)), subject, nonce in zip(todo, subjects, nonces, strict=True):
             key_id, data_key = keys[subject]
             ciphertext = encrypt(data_key, row[_ID], dumps(found), nonce)
-            names = tuple(found)  # their JSON array, encoded once per set of names
+            names = tuple(found)  # escaped for JSON once per set of names
             if (listed := self._listed.get(names)) is None:
-                listed = self._listed[names] = dumps(list(names)).decode()
+                listed = self._listed[names] = dumps(",".join(names)).decode()[1:-1]
             for index, value in updates.items():
                 row[index] = value
             # The ``pii`` column's JSON, as the row carries it to the store: one format per
             # row, no dict to build and then encode (the drain pays it on every row). The key
             # id is a UUID and the ciphertext base64: neither needs escaping.
-            row[_PII] = f'{{"v":{FORMAT},"k":"{key_id}","f":{listed},"c":"{ciphertext}"}}'
+            row[_PII] = f'{{"{FORMAT}":"{key_id},{ciphertext},{listed}"}}'
         return rows
 
     def _keys(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:

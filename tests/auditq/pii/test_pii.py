@@ -13,7 +13,7 @@ import pytest
 
 from auditq.config import ConfigError, Settings, load_settings
 from auditq.events import COLUMN, ROW_COLUMNS, EventError, build_event, row_event
-from auditq.pii import ENCRYPTED, ERASED, HIDDEN
+from auditq.pii import ENCRYPTED, ERASED, HIDDEN, unpack
 from auditq.pii.erase import erase_subject
 from auditq.pii.reader import reveal
 from auditq.pii.rotate import rewrap_all
@@ -57,6 +57,11 @@ def sealed_events(settings, store, events):
 def audit_rows(dsn: str) -> list[tuple[str]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute("select t::text from audit_logs t order by txid, id").fetchall()
+
+
+def names(pii_text):
+    """The field names a row's pii (its JSON text, as a writer leaves it) holds."""
+    return unpack(orjson.loads(pii_text)).names
 
 
 def read(store, settings=SETTINGS, show="clear"):
@@ -141,7 +146,7 @@ def test_a_mixed_batch_keeps_its_order_and_seals_only_what_holds_personal_fields
     assert batch[2] == done_before  # sealed already: left as it is
     first = row_event(batch[1])
     assert first.id == personal[0].id and first.ip is None
-    assert orjson.loads(first.pii)["f"] == ["ip"] and first.metadata == {"n": 0}
+    assert names(first.pii) == ["ip"] and first.metadata == {"n": 0}
     assert seal([list(row) for row in batch]) == batch  # sealing again changes nothing
     with psycopg.connect(clean_db) as conn:  # no key for a subject with nothing to encrypt
         subjects = conn.execute("select subject from audit_pii_keys order by 1").fetchall()
@@ -156,7 +161,7 @@ def test_a_clients_event_is_left_as_it_is_its_row_is_sealed(store):
     assert event.ip == "192.0.2.7" and event.metadata == {"email": "h@x"} and event.pii is None
     assert len(row) == len(ROW_COLUMNS)  # the values keep the columns' order
     assert row[COLUMN["ip"]] is None and row[COLUMN["metadata"]] == {}
-    assert orjson.loads(row[COLUMN["pii"]])["f"] == ["ip", "metadata.email"]
+    assert names(row[COLUMN["pii"]]) == ["ip", "metadata.email"]
 
 
 def test_adding_data_keys_reports_only_the_subjects_it_inserted(store, clean_db):
@@ -202,7 +207,7 @@ def test_a_writer_that_loses_the_race_for_a_new_key_uses_the_winners(store, clea
             return store.pii_keys(**kwargs)
 
     (loser,) = sealed_events(settings, Late(), [event])
-    assert orjson.loads(loser.pii)["k"] == orjson.loads(winner.pii)["k"]
+    assert unpack(orjson.loads(loser.pii)).key_id == unpack(orjson.loads(winner.pii)).key_id
     with psycopg.connect(clean_db) as conn:
         assert conn.execute("select count(*) from audit_pii_keys").fetchone() == (1,)
 
@@ -217,13 +222,25 @@ def test_nested_metadata_fields_and_a_ciphertext_moved_to_another_row(store):
     ]
     first, second = sealed_events(settings, store, events)
     assert first.metadata == {"customer": {"id": 7}}
-    assert orjson.loads(first.pii)["f"] == ["metadata.customer.email"]
+    assert names(first.pii) == ["metadata.customer.email"]
     swapped = [first.model_copy(update={"pii": second.pii}), second]
     store.insert_events(swapped)
     rows = {row["id"]: row for row in store.query_events(EventFilters())}
     reveal(list(rows.values()), store, settings, "clear")
     assert rows[str(second.id)]["metadata"]["customer"] == {"id": 7, "email": "c2@example.test"}
     assert rows[str(first.id)]["metadata"]["customer"]["email"] == ERASED
+
+
+def test_field_names_that_json_escapes_are_stored_and_read_back(store, clean_db):
+    # Field names go into pii's one string, escaped once per set of names.
+    settings = Settings(pii_key=KEY, pii_fields='ip,metadata.say "hi",metadata.back\\slash é')
+    metadata = {'say "hi"': "quoted", "back\\slash é": "escaped", "n": 0}
+    event = build_event({"action": "a", "actor_id": "ivy", "ip": "192.0.2.3", "metadata": metadata})
+    (done,) = sealed_events(settings, store, [event])
+    assert names(done.pii) == ["ip", 'metadata.say "hi"', "metadata.back\\slash é"]
+    store.insert_events([done])
+    (row,) = read(store, settings).values()
+    assert (row["ip"], row["metadata"]) == ("192.0.2.3", metadata)
 
 
 def test_producers_cannot_set_the_ciphertext():
@@ -271,7 +288,8 @@ def test_seals_cover_the_ciphertext(store, clean_db):
     seal_pass(store, signing.signer(Settings(seal_key=key_pair.private)), 0)
     with superuser(clean_db) as conn:
         conn.execute(
-            "update audit_logs set pii = jsonb_set(pii, '{f}', '[\"ip\"]') where id = %s",
+            "update audit_logs set pii = jsonb_build_object('v2', (pii->>'v2') || ',ip')"
+            " where id = %s",
             [events[1].id],
         )
     report = verify(store, signing.checker(Settings(seal_public_key=key_pair.public)))
@@ -289,7 +307,39 @@ def test_both_stores_store_the_ciphertext_as_the_same_json_object(store, clean_d
     with psycopg.connect(clean_db) as conn:
         (pii,) = conn.execute("select pii from audit_logs where id = %s", [event.id]).fetchone()
     assert pii == orjson.loads(done.pii)
-    assert sorted(pii) == ["c", "f", "k", "v"] and pii["f"] == ["ip"] and pii["v"] == 1
+    assert list(pii) == ["v2"] and unpack(pii).names == ["ip"]
+
+
+def test_rows_stored_in_the_first_format_still_read_erase_and_verify(store, clean_db):
+    # Rows stored before format 2 keep the object they were stored with, and their seals.
+    key_pair = signing.generate()
+    events = sealed_events(SETTINGS, store, personal_events())
+    first_format = []
+    for event in events[:3]:  # alice's rows
+        sealed = unpack(orjson.loads(event.pii))
+        old = {"v": 1, "k": sealed.key_id, "f": sealed.names, "c": sealed.ciphertext}
+        first_format.append(event.model_copy(update={"pii": orjson.dumps(old).decode()}))
+    store.insert_events(first_format + events[3:])
+    with psycopg.connect(clean_db) as conn:
+        stored = conn.execute("select actor_id, pii from audit_logs").fetchall()
+    assert {(actor, tuple(sorted(pii))) for actor, pii in stored} == {
+        ("alice", ("c", "f", "k", "v")),
+        ("bob", ("v2",)),
+    }
+    rows = read(store)
+    for actor, (ip, agent, email, phone) in CLEAR.items():
+        row = rows[(actor, 0)]
+        assert (row["ip"], row["user_agent"]) == (ip, agent)
+        assert (row["metadata"]["email"], row["metadata"]["phone"]) == (email, phone)
+    assert read(store, show="hidden")[("alice", 1)]["user_agent"] == HIDDEN
+
+    seal_pass(store, signing.signer(Settings(seal_key=key_pair.private)), 0)
+    assert erase_subject(store, "alice") is True
+    rows = read(store)
+    assert rows[("alice", 2)]["metadata"]["phone"] == ERASED
+    assert rows[("bob", 2)]["metadata"]["phone"] == CLEAR["bob"][3]
+    report = verify(store, signing.checker(Settings(seal_public_key=key_pair.public)))
+    assert report.ok and report.rows == 6, report.findings
 
 
 def test_a_personal_number_past_64_bits_is_encrypted_not_refused(store):
