@@ -23,17 +23,16 @@ import os
 import statistics
 import time
 
-import orjson
 import psycopg
 from common import cpu_seconds, save, services, table
 from drain import COPY_BATCH, events
 
 from auditq.config import Settings
 from auditq.events import ROW_COLUMNS, Row, build_event, event_row
-from auditq.pii import unpack
 from auditq.pii.writer import sealer
 from auditq.stores.copy import binary_copy
 from auditq.stores.postgres import COPY_TYPES, PostgresStore
+from tests.auditq.pii.helpers import in_first_format
 
 NAME = "The pii column's type"
 SHAPES = ("plain", "sealed, format 2", "sealed, format 1")
@@ -87,13 +86,6 @@ def cast_us(conn: psycopg.Connection, text: str, count: int = 300_000) -> float:
     return (time.perf_counter() - started) * 1e6 / count
 
 
-def first_format(row: Row) -> Row:
-    """The row with its pii in format 1, the same ciphertext (as stored before format 2)."""
-    sealed = unpack(orjson.loads(row[PII]))
-    old = {"v": 1, "k": sealed.key_id, "f": sealed.names, "c": sealed.ciphertext}
-    return [*row[:PII], orjson.dumps(old).decode(), *row[PII + 1 :]]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50_000)
@@ -112,7 +104,7 @@ def main() -> None:
         store.close()
         assert all(row[PII] is not None for row in sealed)
         shapes[SHAPES[1]] = sealed
-        shapes[SHAPES[2]] = [first_format(row) for row in sealed]
+        shapes[SHAPES[2]] = [[*r[:PII], in_first_format(r[PII]), *r[PII + 1 :]] for r in sealed]
         with psycopg.connect(svc.dsn) as conn:
             make_tables(conn)
             conn.commit()

@@ -22,7 +22,7 @@ from auditq.seals import signing
 from auditq.seals.sealer import seal_pass
 from auditq.seals.verify import verify
 from auditq.stores import EventFilters, StoreUnavailable
-from tests.auditq.pii.helpers import KEY, rows_of
+from tests.auditq.pii.helpers import KEY, in_first_format, rows_of
 from tests.auditq.seals.helpers import superuser
 from tests.dumps import dump_database
 
@@ -314,11 +314,9 @@ def test_rows_stored_in_the_first_format_still_read_erase_and_verify(store, clea
     # Rows stored before format 2 keep the object they were stored with, and their seals.
     key_pair = signing.generate()
     events = sealed_events(SETTINGS, store, personal_events())
-    first_format = []
-    for event in events[:3]:  # alice's rows
-        sealed = unpack(orjson.loads(event.pii))
-        old = {"v": 1, "k": sealed.key_id, "f": sealed.names, "c": sealed.ciphertext}
-        first_format.append(event.model_copy(update={"pii": orjson.dumps(old).decode()}))
+    first_format = [  # alice's rows
+        event.model_copy(update={"pii": in_first_format(event.pii)}) for event in events[:3]
+    ]
     store.insert_events(first_format + events[3:])
     with psycopg.connect(clean_db) as conn:
         stored = conn.execute("select actor_id, pii from audit_logs").fetchall()
