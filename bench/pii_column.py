@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     built = [build_event(e) for e in events(args.events)]
-    shapes: dict[str, list[Row]] = {"plain": [event_row(event, "queue") for event in built]}
+    shapes: dict[str, list[Row]] = {SHAPES[0]: [event_row(event, "queue") for event in built]}
     cases = [(name, shape) for name in TABLES for shape in SHAPES]
     cpu: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
     cast: dict[str, list[float]] = {shape: [] for shape in SHAPES[1:]}
