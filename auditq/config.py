@@ -171,7 +171,8 @@ class Settings(BaseSettings):
         ge=1,
         le=1_000_000,
         description="Unwrapped data keys a writer (worker, client) keeps in memory, per"
-        " process, least recently used first out.",
+        " process; the keys used lately stay (least recently used first out, to within"
+        " half the size).",
     )
 
     # --- alerts ----------------------------------------------------------------------------

@@ -18,6 +18,11 @@ threshold, against the same Postgres): CPU per event with the keys cached (the s
 state), with them in the store only (a new process), and with none yet (new subjects),
 and the garbage collection that ran within it. The drain's difference is
 this plus what the sealed rows cost the insert and the collector afterwards.
+
+Last, the worker's decode of a batch of 5,000 entries with encryption on
+(``BatchInserter.decode_batch``, keys cached), as it runs: each part of SEALED_PART entries
+sealed right after it is decoded, against the whole batch decoded, then sealed (the part
+set to the batch): CPU per event, interleaved, median and best of ROUNDS x 3.
 """
 
 from __future__ import annotations
@@ -27,23 +32,33 @@ import base64
 import gc
 import os
 import statistics
+import threading
 import time
 
+import orjson
 import psycopg
 from common import Services, save, services, table
 from drain import drain_rate, events
 
+import worker.insert
 from auditq.config import Settings
 from auditq.events import Row, build_event, event_row
+from auditq.keys import Keys
 from auditq.pii.writer import sealer
+from auditq.queue import Entry, Queue, connect
+from auditq.stats import Stats
 from auditq.stores.postgres import PostgresStore
 from worker.app import YOUNG_OBJECTS
+from worker.batching import AdaptiveBatch
+from worker.heartbeat import WorkerStatus
+from worker.insert import BatchInserter
 
 NAME = "Drain with personal fields encrypted"
 TARGET = 0.8
 MODES = ("off", "on, new keys", "on, keys exist")
 BATCH = 1000  # the worker's batch size in these drains
 STEPS = ("keys cached", "keys in the store", "new keys")
+WORKER_BATCH = 5000  # the postgres store's batches in a drain grow to about this
 
 
 def drop_keys(dsn: str) -> None:
@@ -101,6 +116,45 @@ def seal_cpu(svc: Services, key: str, n: int, step: str, clock: GcClock) -> tupl
     return cpu * per_event, (clock.seconds - collector) * per_event
 
 
+def decode_cpu(svc: Services, key: str, n: int, rounds: int) -> dict[int, list[float]]:
+    """CPU us/event of ``decode_batch`` over n entries in batches of WORKER_BATCH, by part
+    size (SEALED_PART, and the whole batch), interleaved; keys cached, the worker's
+    collector threshold, a new set of rows each time (the worker's own)."""
+    store = PostgresStore(svc.dsn)
+    inserter = BatchInserter(
+        Queue(connect(svc.redis.url), Keys("audit"), max_len=10_000_000), Stats(
+            connect(svc.redis.url), Keys("audit")), store,
+        AdaptiveBatch(start=WORKER_BATCH, minimum=1, maximum=WORKER_BATCH,
+                      max_bytes=64_000_000, target_ms=600_000),
+        WorkerStatus(stopping=threading.Event(), batch_size=WORKER_BATCH, pid=os.getpid()),
+        max_event_bytes=65_536, retry_base=0.1, retry_max=0.5,
+        seal=sealer(Settings(pii_key=key), store),
+    )  # fmt: skip
+    payloads = [orjson.dumps(event) for event in events(n)]
+    inserter.seal([event_row(build_event(e), "queue") for e in events(5000)])  # keys cached
+    parts = (worker.insert.SEALED_PART, WORKER_BATCH)
+    cpu: dict[int, list[float]] = {part: [] for part in parts}
+    threshold = gc.get_threshold()
+    try:
+        for _ in range(rounds * 3):
+            for part in parts:
+                entries = [Entry(f"{1_700_000_000_000 + i}-0", {b"event": raw})
+                           for i, raw in enumerate(payloads)]  # fmt: skip
+                worker.insert.SEALED_PART = part
+                gc.collect()
+                gc.set_threshold(YOUNG_OBJECTS)
+                started = time.thread_time()
+                for at in range(0, n, WORKER_BATCH):
+                    decoded = inserter.decode_batch(entries[at : at + WORKER_BATCH])
+                    assert decoded.sealed and not decoded.dead
+                cpu[part].append((time.thread_time() - started) * 1e6 / n)
+                gc.set_threshold(*threshold)
+    finally:
+        worker.insert.SEALED_PART = parts[0]
+        store.close()
+    return cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50_000)
@@ -126,6 +180,7 @@ def main() -> None:
             for step in STEPS:
                 step_cpu[step].append(seal_cpu(svc, key, args.events, step, clock))
                 print(f"seal, {step}: " + ", ".join(f"{v:.1f}" for v in step_cpu[step][-1]))
+        by_part = decode_cpu(svc, key, args.events, args.rounds)
     off = statistics.median(rates["off"])
     rows = [
         [mode, f"{statistics.median(rates[mode]):,.0f}",
@@ -152,6 +207,16 @@ def main() -> None:
         + f"{BATCH:,}, the same events, sealed in place with the worker's collector "
         + f"threshold), median of {args.rounds}:\n\n"
         + table(["seal", "CPU us/event", "of which garbage collection"], steps)
+        + f"\n\nThe decode of a batch of {WORKER_BATCH:,} entries with encryption on "
+        + "(`BatchInserter.decode_batch`, keys cached), sealed by parts as the worker does "
+        + f"against the whole batch at once, {len(next(iter(by_part.values())))} interleaved"
+        + " runs:\n\n"
+        + table(["sealed by parts of", "CPU us/event, median", "best"], [
+            [f"{part:,}" + (" (the worker)" if part == worker.insert.SEALED_PART else
+                            " (the whole batch)"),
+             f"{statistics.median(v):.2f}", f"{min(v):.2f}"]
+            for part, v in by_part.items()
+        ])
     )  # fmt: skip
     save(NAME, f"python bench/pii.py --events {args.events} --rounds {args.rounds}", body)
 

@@ -3,15 +3,14 @@
 
 The drain is the hot path: a batch asks the store for the keys of the subjects it has not
 seen lately in one query (and creates the missing ones in one insert), and unwrapped data
-keys stay in a bounded LRU cache (AUDITQ_PII_CACHE_SIZE). A key cached here outlives its
-erasure in this process until evicted or restarted: rows written meanwhile are encrypted
-under the destroyed key, so they read as erased too (never in clear).
+keys stay in a bounded cache (auditq/pii/cache.py, AUDITQ_PII_CACHE_SIZE). A key cached
+here outlives its erasure in this process until evicted or restarted: rows written
+meanwhile are encrypted under the destroyed key, so they read as erased too (never in
+clear).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import uuid_utils
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from auditq.config import Settings
 from auditq.events import COLUMN, Row
 from auditq.pii import FORMAT, crypto, fields, subject_of
+from auditq.pii.cache import KeyCache
 from auditq.stores import Store, StoreUnavailable
 from auditq.stores.encoding import dumps
 
@@ -46,10 +46,8 @@ class Encryptor:
         self.store = store
         self.masters = masters  # the first wraps new keys
         self.fields = fields.Fields(names)
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[str, AESGCM]] = OrderedDict()
+        self._cache: KeyCache[tuple[str, AESGCM]] = KeyCache(cache_size)  # (key id, key)
         self._listed: dict[tuple[str, ...], str] = {}  # field names -> their part of pii
-        self._lock = threading.Lock()  # the drain, reclaim and client threads share it
 
     def seal(self, rows: Sequence[Row]) -> Sequence[Row]:
         """The rows, their personal fields replaced by ``pii`` ciphertext (its JSON text),
@@ -82,10 +80,7 @@ class Encryptor:
         return rows
 
     def _keys(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:
-        with self._lock:
-            keys = {s: self._cache[s] for s in subjects if s in self._cache}
-            for subject in keys:
-                self._cache.move_to_end(subject)
+        keys = self._cache.get_many(subjects)
         missing = subjects - keys.keys()
         if missing:
             found = self._read(missing)
@@ -100,10 +95,7 @@ class Encryptor:
                 # Only if a key was erased between the insert and the read back.
                 raise StoreUnavailable(f"pii: no data key for {len(lost)} subject(s) yet")
             keys |= found
-            with self._lock:
-                self._cache.update(found)
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+            self._cache.put_many(found)
         return keys
 
     def _read(self, subjects: set[str]) -> dict[str, tuple[str, AESGCM]]:

@@ -131,6 +131,10 @@ class PostgresStore:
 
     def __init__(self, dsn: str, timeout: float = 10.0):
         self._db = SharedConnection(dsn, timeout)
+        # The data keys (auditq/pii) on a connection of their own, opened on first use: the
+        # drain reads and creates the keys of batch N+1 on its prefetch thread while batch N
+        # is copied on the other connection, rather than waiting for that COPY to end.
+        self._keys_db = SharedConnection(dsn, timeout, "auditq-pii-keys")
 
     def insert_events(self, events: Sequence[AuditEvent], ingest_path: IngestPath = "queue") -> int:
         return self.insert_rows([event_row(event, ingest_path) for event in events])
@@ -192,6 +196,7 @@ class PostgresStore:
 
     def close(self) -> None:
         self._db.close()
+        self._keys_db.close()
 
     # --- seals (auditq/seals): the sealer's and the verifier's reads and the seal write ----
 
@@ -298,7 +303,7 @@ class PostgresStore:
         # Each list goes as one JSON text (orjson, then the server's JSON parser): psycopg
         # dumps a Python list as an array one element at a time, a regex search each, which
         # was most of the worker's cost per data key. array(...) keeps both indexes in use.
-        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._read(self._keys_db) as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(
                 "select subject, key_id::text as key_id, wrapped from public.audit_pii_keys"
                 " where subject = any(array(select jsonb_array_elements_text(%s::jsonb)))"
@@ -310,7 +315,7 @@ class PostgresStore:
         # One statement for the batch, not a round of its own per key: a backlog with many
         # new subjects creates thousands at once. The rows go as one JSON text (see pii_keys).
         try:
-            with self._db.use() as conn, conn.transaction():
+            with self._keys_db.use() as conn, conn.transaction():
                 added = conn.execute(
                     "insert into public.audit_pii_keys (subject, key_id, wrapped)"
                     " select subject, key_id, wrapped from jsonb_to_recordset(%s::jsonb)"
@@ -324,7 +329,7 @@ class PostgresStore:
 
     def delete_pii_key(self, subject: str) -> bool:
         try:
-            with self._db.use() as conn, conn.transaction():
+            with self._keys_db.use() as conn, conn.transaction():
                 cur = conn.execute(
                     "delete from public.audit_pii_keys where subject = %s", [subject]
                 )
@@ -333,7 +338,7 @@ class PostgresStore:
             raise classify(error) from error
 
     def pii_key_page(self, after: str | None, limit: int) -> list[dict[str, str]]:
-        with self._read() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._read(self._keys_db) as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(
                 "select subject, key_id::text as key_id, wrapped from public.audit_pii_keys"
                 " where %s::text is null or subject > %s order by subject limit %s",
@@ -342,7 +347,7 @@ class PostgresStore:
 
     def rewrap_pii_key(self, key_id: str, wrapped: str) -> None:
         try:
-            with self._db.use() as conn, conn.transaction():
+            with self._keys_db.use() as conn, conn.transaction():
                 conn.execute(
                     "update public.audit_pii_keys set wrapped = %s where key_id = %s",
                     [wrapped, key_id],
@@ -351,9 +356,9 @@ class PostgresStore:
             raise classify(error) from error
 
     @contextmanager
-    def _read(self) -> Iterator[psycopg.Connection]:
+    def _read(self, db: SharedConnection | None = None) -> Iterator[psycopg.Connection]:
         try:
-            with self._db.use() as conn:
+            with (db or self._db).use() as conn:
                 try:
                     yield conn
                 finally:

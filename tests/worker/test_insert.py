@@ -12,8 +12,9 @@ from auditq import decoding
 from auditq.config import Settings
 from auditq.events import COLUMN
 from auditq.keys import GROUP
+from auditq.pii.reader import reveal
 from auditq.pii.writer import sealer
-from auditq.stores import StoreUnavailable
+from auditq.stores import EventFilters, StoreUnavailable
 from auditq.stores.postgres import PostgresStore
 from auditq.stores.supabase import SupabaseStore
 from tests.auditq.pii.helpers import KEY
@@ -31,7 +32,7 @@ from tests.worker.helpers import (
     row_count,
     totals,
 )
-from worker.insert import BatchInserter
+from worker.insert import SEALED_PART, BatchInserter
 
 
 def read_all(inserter: BatchInserter, count: int):
@@ -318,15 +319,18 @@ def test_shutdown_during_backoff_leaves_the_batch_pending(redis_url, clean_db):
 
 
 class KeysDownOnce(PostgresStore):
-    """The real Postgres store, whose data keys cannot be read the first time they are
-    asked for (when the batch is sealed ahead of its insert)."""
+    """The real Postgres store, whose data keys cannot be read once: the ``fail_at``-th time
+    they are asked for (the first: when the batch's first part is sealed ahead of its insert)."""
 
-    def __init__(self, dsn):
+    def __init__(self, dsn, fail_at=1):
         super().__init__(dsn, timeout=10)
+        self.asked = 0
+        self.fail_at = fail_at
         self.failed = False
 
     def pii_keys(self, **which):
-        if not self.failed:
+        self.asked += 1
+        if self.asked == self.fail_at:
             self.failed = True
             raise StoreUnavailable("data keys unreadable")
         return super().pii_keys(**which)
@@ -348,5 +352,37 @@ def test_a_batch_that_could_not_be_sealed_ahead_is_sealed_at_its_insert(redis_ur
     with psycopg.connect(clean_db) as conn:
         rows = conn.execute("select ip, pii is not null from public.audit_logs").fetchall()
     assert rows == [(None, True)] * 20  # no address in clear, every row's ciphertext there
+    assert drained(inserter.queue.redis)
+    store.close()
+
+
+def test_a_batch_whose_keys_fail_after_its_first_part_is_sealed_whole_at_its_insert(
+    redis_url, clean_db
+):
+    """Sealed ahead a part at a time (``SEALED_PART``): the parts sealed before the key store
+    failed keep their ciphertext, the others are sealed at the insert; no row in clear, none
+    sealed twice."""
+    store = KeysDownOnce(clean_db, fail_at=2)
+    inserter = make_inserter(redis_url, store)
+    settings = Settings(pii_key=KEY)
+    inserter.seal = sealer(settings, store)
+    count = SEALED_PART * 2 + 10
+    payloads = [
+        json.dumps({"action": "user.login", "actor_id": f"u_{i}", "ip": f"198.51.100.{i % 250}"})
+        for i in range(count)
+    ]
+    enqueue(inserter.queue, payloads)
+    with inserter.lock:
+        inserter.handle(read_all(inserter, count), backlog=False)
+
+    assert store.failed
+    with psycopg.connect(clean_db) as conn:
+        rows = conn.execute("select ip, pii is not null from public.audit_logs").fetchall()
+    assert rows == [(None, True)] * count
+    # Decrypted, a row of each part: sealed once, under its own subject's key.
+    for i in (5, SEALED_PART + 5, SEALED_PART * 2 + 5):
+        (row,) = store.query_events(EventFilters(actor_id=f"u_{i}"))
+        reveal([row], store, settings, "clear")
+        assert row["ip"] == f"198.51.100.{i % 250}"
     assert drained(inserter.queue.redis)
     store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import uuid
 
 import orjson
@@ -25,6 +26,8 @@ from auditq.stores import EventFilters, StoreUnavailable
 from tests.auditq.pii.helpers import KEY, in_first_format, rows_of
 from tests.auditq.seals.helpers import superuser
 from tests.dumps import dump_database
+from tests.polling import wait_for
+from tests.worker.helpers import TableLock
 
 SETTINGS = Settings(pii_key=KEY)
 CLEAR = {
@@ -104,6 +107,36 @@ def test_stored_as_ciphertext_read_back_and_erased_with_seals_intact(store, clea
 
     report = verify(store, signing.checker(Settings(seal_public_key=key_pair.public)))
     assert report.ok and report.rows == 6, report.findings
+
+
+def test_data_keys_are_made_while_an_insert_waits(store, clean_db):
+    """A writer's keys do not queue behind its inserts: the drain seals batch N+1 (here, for
+    subjects without a key yet) while batch N is being stored (here, held behind a table
+    lock, as a slow database holds it)."""
+    waiting = personal_events()[:1]
+    with TableLock(clean_db):
+        insert = threading.Thread(target=store.insert_events, args=(waiting,), daemon=True)
+        insert.start()
+        wait_for(lambda: sessions_waiting_for_a_lock(clean_db), "the insert to wait", 10)
+        sealing = threading.Thread(
+            target=lambda: sealed.extend(sealed_events(SETTINGS, store, personal_events()))
+        )
+        sealed: list = []
+        sealing.start()
+        sealing.join(3)  # the insert's statement timeout is 5 s
+        assert not sealing.is_alive(), "sealing waited for the insert"
+        assert sessions_waiting_for_a_lock(clean_db)  # the insert still waits
+    insert.join(10)
+    assert len(sealed) == 6 and all(event.pii for event in sealed)
+    assert store.insert_events(sealed) == 6
+    assert len(store.query_events(EventFilters())) == 7  # the one that waited, stored too
+
+
+def sessions_waiting_for_a_lock(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+        ).fetchone()[0]
 
 
 def test_viewers_see_hidden_and_a_process_without_the_key_sees_encrypted(store):
