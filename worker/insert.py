@@ -138,8 +138,9 @@ class BatchInserter:
         Personal fields are encrypted here too (``_seal_ahead``), a part of the batch at a
         time, right after that part is decoded: its rows are still in the core's cache then,
         where a whole batch of thousands of rows is not by the time its last row is decoded
-        (decoding and sealing 5,000 rows by parts of 1,000 cost 8-10 % less CPU than the
-        whole batch, then all of it sealed: bench/RESULTS.md, Session 13)."""
+        (decoding and sealing 5,000 rows by parts of 1,000 costs about 6 % less CPU than the
+        whole batch, then all of it: bench/RESULTS.md, Drain with personal fields
+        encrypted)."""
         items: list[Item] = []
         sizes: list[int] = []
         dead: list[tuple[Entry, str]] = []

@@ -2,7 +2,7 @@
 
 The drain looks up every subject of every batch here, so a hit must cost no more than a
 dict lookup. An ``OrderedDict`` kept in strict LRU order moved each hit to its end: that
-reordering, under the lock, was two thirds of the writer's time on its keys in a drain
+reordering, under the lock, was about half of the writer's time on its keys in a drain
 (bench/RESULTS.md, Session 13). This cache keeps two generations instead, each at most half
 the size: keys are added to the young one, and a key found only in the old one moves up.
 When the young generation is full it becomes the old one, and the old one is dropped. So a
@@ -40,7 +40,7 @@ class KeyCache(Generic[Key]):
                     if (key := old.get(subject)) is None:
                         continue
                     self._add(subject, key)
-                    young = self._young  # a new generation, if that filled the last one
+                    young, old = self._young, self._old  # new generations, if that filled one
                 found[subject] = key
         return found
 
