@@ -120,10 +120,9 @@ def decode_cpu(svc: Services, key: str, n: int, rounds: int) -> dict[int, list[f
     """CPU us/event of ``decode_batch`` over n entries in batches of WORKER_BATCH, by part
     size (SEALED_PART, and the whole batch), interleaved; keys cached, the worker's
     collector threshold, a new set of rows each time (the worker's own)."""
-    store = PostgresStore(svc.dsn)
+    store, client = PostgresStore(svc.dsn), connect(svc.redis.url)
     inserter = BatchInserter(
-        Queue(connect(svc.redis.url), Keys("audit"), max_len=10_000_000), Stats(
-            connect(svc.redis.url), Keys("audit")), store,
+        Queue(client, Keys("audit"), max_len=10_000_000), Stats(client, Keys("audit")), store,
         AdaptiveBatch(start=WORKER_BATCH, minimum=1, maximum=WORKER_BATCH,
                       max_bytes=64_000_000, target_ms=600_000),
         WorkerStatus(stopping=threading.Event(), batch_size=WORKER_BATCH, pid=os.getpid()),

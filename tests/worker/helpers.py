@@ -182,13 +182,14 @@ def heartbeat_of(client: redis.Redis, proc: subprocess.Popen) -> dict[str, Any] 
     return None
 
 
-def blocked_on_lock(dsn: str, application: str = "auditq") -> int:
-    """Sessions of this application waiting for a table lock (e.g. an insert behind LOCK TABLE)."""
+def blocked_on_lock(dsn: str, application: str | None = "auditq") -> int:
+    """Sessions of this application (None: of any) waiting for a table lock (e.g. an insert
+    behind LOCK TABLE)."""
     with psycopg.connect(dsn) as conn:
         return conn.execute(
             "select count(*) from pg_stat_activity"
-            " where application_name = %s and wait_event_type = 'Lock'",
-            (application,),
+            " where (%s::text is null or application_name = %s) and wait_event_type = 'Lock'",
+            (application, application),
         ).fetchone()[0]
 
 

@@ -27,7 +27,7 @@ from tests.auditq.pii.helpers import KEY, in_first_format, rows_of
 from tests.auditq.seals.helpers import superuser
 from tests.dumps import dump_database
 from tests.polling import wait_for
-from tests.worker.helpers import TableLock
+from tests.worker.helpers import TableLock, blocked_on_lock
 
 SETTINGS = Settings(pii_key=KEY)
 CLEAR = {
@@ -114,29 +114,23 @@ def test_data_keys_are_made_while_an_insert_waits(store, clean_db):
     subjects without a key yet) while batch N is being stored (here, held behind a table
     lock, as a slow database holds it)."""
     waiting = personal_events()[:1]
+    sealed: list = []
     with TableLock(clean_db):
+        # PostgREST's session, for the supabase store: any application's.
         insert = threading.Thread(target=store.insert_events, args=(waiting,), daemon=True)
         insert.start()
-        wait_for(lambda: sessions_waiting_for_a_lock(clean_db), "the insert to wait", 10)
+        wait_for(lambda: blocked_on_lock(clean_db, application=None), "the insert to wait", 10)
         sealing = threading.Thread(
             target=lambda: sealed.extend(sealed_events(SETTINGS, store, personal_events()))
         )
-        sealed: list = []
         sealing.start()
         sealing.join(3)  # the insert's statement timeout is 5 s
         assert not sealing.is_alive(), "sealing waited for the insert"
-        assert sessions_waiting_for_a_lock(clean_db)  # the insert still waits
+        assert blocked_on_lock(clean_db, application=None)  # the insert still waits
     insert.join(10)
     assert len(sealed) == 6 and all(event.pii for event in sealed)
     assert store.insert_events(sealed) == 6
     assert len(store.query_events(EventFilters())) == 7  # the one that waited, stored too
-
-
-def sessions_waiting_for_a_lock(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(
-            "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
-        ).fetchone()[0]
 
 
 def test_viewers_see_hidden_and_a_process_without_the_key_sees_encrypted(store):
