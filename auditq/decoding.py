@@ -15,7 +15,7 @@ compares them on valid and hostile input alike).
 An entry becomes the row the store writes (``events.Row``) straight from msgspec's struct,
 whose fields are the row's first columns, in order. Building a model of it, to read it back
 into a row for the insert, was a sixth of the worker's instructions an event
-(bench/RESULTS.md, Session 11)."""
+(bench/HISTORY.md, issue 12, Session 11)."""
 
 from __future__ import annotations
 

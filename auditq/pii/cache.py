@@ -3,12 +3,12 @@
 The drain looks up every subject of every batch here, so a hit must cost no more than a
 dict lookup. An ``OrderedDict`` kept in strict LRU order moved each hit to its end: that
 reordering, under the lock, was about half of the writer's time on its keys in a drain
-(bench/RESULTS.md, Session 13). This cache keeps two generations instead, each at most half
-the size: keys are added to the young one, and a key found only in the old one moves up.
-When the young generation is full it becomes the old one, and the old one is dropped. So a
-key used within the last half of the size's insertions stays, one unused since a whole
-size's insertions is gone, and at most ``size`` keys are held (two if it is 1): least
-recently used first out, to within a generation.
+(bench/HISTORY.md, issue 15, Session 13). This cache keeps two generations instead, each
+at most half the size: keys are added to the young one, and a key found only in the old one
+moves up. When the young generation is full it becomes the old one, and the old one is
+dropped. So a key used within the last half of the size's insertions stays, one unused
+since a whole size's insertions is gone, and at most ``size`` keys are held (two if it is
+1): least recently used first out, to within a generation.
 """
 
 from __future__ import annotations
