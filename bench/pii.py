@@ -194,12 +194,16 @@ def main() -> None:
     ratios = []
     for mode in MODES[1:]:
         ratio = statistics.median(rates[mode]) / off
-        verdict = "met" if ratio >= TARGET else "NOT met"
-        ratios.append(f"{mode}: **{ratio:.2f}x** ({verdict})")
+        # Each round's runs side by side, as bench/drain.py's ratios: a slow minute moves
+        # both, where the medians may come from different minutes.
+        paired = statistics.median(r / o for r, o in zip(rates[mode], rates["off"], strict=True))
+        verdict = "met" if min(ratio, paired) >= TARGET else "NOT met"
+        ratios.append(f"{mode}: **{ratio:.2f}x**, each round's own **{paired:.2f}x** ({verdict})")
     body = (
         table(["encryption", "median events/s", "runs", "worker CPU us/event",
                "Postgres CPU us/event"], rows)
-        + f"\n\nRatio to off (target >= {TARGET}x): "
+        + f"\n\nRatio to off (target >= {TARGET}x), as the medians' ratio and as the median"
+        + " of each round's own ratio (met only if both are): "
         + "; ".join(ratios)
         + f". One worker, postgres store, {args.events:,} events, 5,000 actors, ip encrypted."
         + "\n\nThe encryption step alone (Encryptor.seal on one thread, batches of "
