@@ -99,8 +99,8 @@ class Worker:
             "worker started consumer=%s store=%s prefix=%s shards=%d",
             self.status.id, self.store.name, self.settings.prefix, len(self.shards.shards),
         )  # fmt: skip
-        # The collector cost up to a quarter of the drain's CPU (bench/HISTORY.md,
-        # issue 12, Round 3). What start-up made (modules, settings, clients) lives as long as the
+        # The collector cost up to a quarter of the drain's CPU (bench/HISTORY.md, issue
+        # 12, Round 3). What start-up made (modules, settings, clients) lives as long as the
         # process: frozen, no collection walks it again. A batch makes tens of thousands of
         # objects that reference counting frees: collecting the young ones every 100,000
         # allocations rather than 700 keeps a batch from being walked, and promoted, again
