@@ -1,8 +1,9 @@
 """The queue: one Redis stream of events, read by a consumer group, plus a dead-letter stream.
 
 Producer side: ``enqueue`` runs ``lua/enqueue.lua`` (bounded, atomic, counted).
-Consumer side: the worker reads with XREADGROUP, acks and deletes only after the database
-commit, reclaims what dead workers held (XAUTOCLAIM) and dead-letters what cannot be stored.
+Consumer side: the worker reads with XREADGROUP, acks and removes (``lua/ack.lua``) only
+after the database commit, reclaims what dead workers held (XAUTOCLAIM) and dead-letters
+what cannot be stored.
 
 The wire format is public (README): one entry per event, one field ``event`` holding the
 event as a JSON object.
@@ -27,6 +28,7 @@ from auditq.producer import enqueue_call, entry_ids
 from auditq.redact import DEFAULT_KEY_SET, redact_raw
 
 ENQUEUE_LUA = (Path(__file__).parent / "lua" / "enqueue.lua").read_text()
+ACK_LUA = (Path(__file__).parent / "lua" / "ack.lua").read_text()
 REASON_CHARS = 2000  # a dead letter's reason, at most
 FAILURE_TTL = 7 * 86_400  # seconds a remembered failure outlives its last update
 TRUNCATED_KEEP = 4096  # bytes kept of an oversized dead event: enough to tell what it was
@@ -180,7 +182,8 @@ class Queue:
         *,
         noted: list[str] | None = None,
     ) -> None:
-        """Done with these entries: ack and delete them together (after the commit).
+        """Done with these entries (after the commit): ack them and remove them from the
+        stream, in one step (``lua/ack.lua``: it trims rather than deletes where it can).
 
         ``noted``: those of them that may have a failure noted (``remember_failure``), to
         forget with them; None for all. Only an entry delivered before can have one (a
@@ -190,8 +193,10 @@ class Queue:
         if not ids:
             return
         target = pipe if pipe is not None else self.redis.pipeline(transaction=True)
-        target.xack(self.keys.stream, GROUP, *ids)
-        target.xdel(self.keys.stream, *ids)
+        # EVAL, not EVALSHA: in a MULTI, a script Redis has forgotten (a restart, a
+        # failover) would fail alone at EXEC while the rest of the transaction ran. As a
+        # plain command: redis-py's cluster pipeline has no eval() of its own.
+        target.execute_command("EVAL", ACK_LUA, 1, self.keys.stream, GROUP, *ids)
         forget = ids if noted is None else noted
         if forget:
             target.hdel(self.keys.failures, *forget)

@@ -1,8 +1,9 @@
 """One batch of stream entries into the store: decode, insert, isolate poison, ack, count.
 
 Shared by the drain (new entries) and reclaim (entries a dead worker held). Rules:
-- An entry is acked (XACK+XDEL) only after the commit that stored it; until then it stays
-  pending, so a crash at any point loses nothing (a redelivered row is skipped by id).
+- An entry is acked (and so removed: auditq/lua/ack.lua) only after the commit that stored
+  it; until then it stays pending, so a crash at any point loses nothing (a redelivered row
+  is skipped by id).
 - Entries that cannot be decoded, and rows the database refuses (``DataRejected``), go to
   the dead-letter stream with the reason; a refused batch is split in halves until the
   refused rows are alone, so every good row around them is stored at once. Any other

@@ -2,7 +2,7 @@
 
 Each stream entry is counted once when it goes in (``enqueued``, by the enqueue script, in
 the same atomic call as its XADD) and once when it goes out (``inserted``, ``duplicates``
-or ``dead_lettered``, in the same MULTI as its XACK+XDEL). Entries still in the stream
+or ``dead_lettered``, in the same MULTI as the ack that removes it). Entries still in the stream
 (unread or pending in a worker) are XLEN. So at any instant, read atomically:
 
     enqueued = inserted + duplicates + dead_lettered + XLEN

@@ -54,8 +54,8 @@ class Store(Protocol):
         """``insert_rows`` of the events' rows (``events.event_row``)."""
 
     def encode_rows(self, rows: Sequence[Row]) -> Encoded | None:
-        """The insert of ``rows`` made ahead, for ``insert_encoded``; None from a store
-        that encodes rows as it sends them (COPY streams them)."""
+        """The insert of ``rows`` made ahead, for ``insert_encoded``; None where the store
+        cannot make it (the worker then inserts the rows with ``insert_rows``)."""
 
     def insert_encoded(self, encoded: Encoded) -> int:
         """``insert_rows`` of the rows ``encoded`` was made from."""

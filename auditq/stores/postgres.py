@@ -7,14 +7,18 @@ whole on the primary key, rolls back, and is sent again through a session temp t
 ``INSERT ... SELECT ... ON CONFLICT (id, occurred_at) DO NOTHING``, which stores only the new
 rows. The key holds occurred_at because the table is partitioned on it (a redelivered event
 carries the same id and occurred_at: auditq.decoding.decode_entry derives both from the entry).
+
+The worker has each batch's COPY stream made ahead (``encode_rows``), on the thread that
+reads the next batch while this one is copied; ``insert_encoded`` sends it as it is.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -33,7 +37,7 @@ from auditq.stores import (
     IngestPath,
     StoreUnavailable,
 )
-from auditq.stores.copy import binary_copy
+from auditq.stores.copy import binary_copy, copy_data, write_copy_data
 from auditq.stores.encoding import dumps
 from auditq.stores.seals import SEAL_COLUMNS, seal_record
 
@@ -142,30 +146,44 @@ class PostgresStore:
     def insert_rows(self, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
+        return self._insert(len(rows), partial(_copy, rows=rows))
+
+    def encode_rows(self, rows: Sequence[Row]) -> Encoded | None:
+        """The batch's COPY stream, made ahead (``copy_data``). None when a row has a value
+        its column cannot take (psycopg.DataError, or whatever else a dumper raises): the
+        worker then sends the rows with ``insert_rows``, which fails the same way, and finds
+        the row at fault as it finds rows the database refuses (worker/insert.py)."""
+        try:
+            return Encoded(len(rows), copy_data(rows, COPY_TYPES))
+        except Exception:
+            return None
+
+    def insert_encoded(self, encoded: Encoded) -> int:
+        copy = partial(write_copy_data, columns=ROW_COLUMNS, data=encoded.body)
+        return self._insert(encoded.count, copy)
+
+    def _insert(self, count: int, copy: Callable[[psycopg.Cursor, str], None]) -> int:
+        """``copy(cursor, table)`` COPYs the ``count`` rows into the table it is given."""
         try:
             with self._db.use() as conn:
                 try:
                     with conn.transaction(), conn.cursor() as cur:
-                        _copy(cur, "public.audit_logs", rows)
-                    return len(rows)
+                        copy(cur, "public.audit_logs")
+                    return count
                 except psycopg.errors.UniqueViolation:
-                    return self._insert_new(conn, rows)
+                    return self._insert_new(conn, copy)
         except psycopg.Error as error:
             raise classify(error) from error
 
-    def encode_rows(self, rows: Sequence[Row]) -> None:
-        return None  # COPY encodes the rows as it streams them
-
-    def insert_encoded(self, encoded: Encoded) -> int:
-        raise TypeError("the postgres store encodes as it sends: use insert_rows")
-
-    def _insert_new(self, conn: psycopg.Connection, rows: Sequence[Row]) -> int:
+    def _insert_new(
+        self, conn: psycopg.Connection, copy: Callable[[psycopg.Cursor, str], None]
+    ) -> int:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(
                 f"create temp table if not exists {_STAGING}"
                 " (like public.audit_logs including defaults) on commit delete rows"
             )
-            _copy(cur, _STAGING, rows)
+            copy(cur, _STAGING)
             cur.execute(
                 f"insert into public.audit_logs ({_COLUMNS})"
                 f" select {_COLUMNS} from {_STAGING} on conflict {_CONFLICT_KEY} do nothing"

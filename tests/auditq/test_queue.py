@@ -1,8 +1,9 @@
 """The enqueue script and the queue's read side, against a real Redis."""
 
 import json
+import random
 
-from auditq.keys import Keys
+from auditq.keys import GROUP, Keys
 from auditq.queue import ENQUEUE_LUA, TRUNCATED_KEEP, Queue, connect
 from auditq.shards import queue_depth
 from auditq.stats import Stats
@@ -81,6 +82,80 @@ def test_an_ack_forgets_the_failures_noted_for_the_entries_it_names(redis_url):
     queue.ack([third])  # none named: all of them
     assert set(queue.first_failures([first, second, third])) == {first}
     assert queue.length() == 0
+
+
+# --- acks: the entries leave the stream with them (lua/ack.lua) -------------------------
+
+
+def in_stream(queue: Queue) -> list[str]:
+    return [eid.decode() for eid, _ in queue.redis.xrange(queue.keys.stream)]
+
+
+def pending(queue: Queue) -> list[str]:
+    held = queue.redis.xpending_range(queue.keys.stream, GROUP, "-", "+", 1000)
+    return [p["message_id"].decode() for p in held]
+
+
+def test_an_ack_behind_an_older_batch_still_pending_removes_its_entries_only(redis_url):
+    queue = make_queue(redis_url)
+    queue.ensure_group()
+    ids = queue.enqueue([("normal", '{"action":"a"}')] * 10)
+    older = [e.id for e in queue.read("w1", count=3)]  # w1 is still storing these
+    newer = [e.id for e in queue.read("w2", count=3)]
+    queue.ack(newer)
+    assert in_stream(queue) == ids[:3] + ids[6:]
+    assert pending(queue) == older == ids[:3]
+    queue.ack(older)
+    assert in_stream(queue) == ids[6:] and pending(queue) == []
+    # The four never delivered are still there, and delivered next.
+    rest = [e.id for e in queue.read("w1", count=10)]
+    assert rest == ids[6:]
+    queue.ack(rest[:2])
+    assert in_stream(queue) == ids[8:]
+
+
+def test_acking_an_entry_twice_or_one_not_delivered_removes_nothing_more(redis_url):
+    queue = make_queue(redis_url)
+    queue.ensure_group()
+    ids = queue.enqueue([("normal", '{"action":"a"}')] * 3)
+    first = queue.read("w1", count=1)[0].id
+    queue.ack([first])
+    queue.ack([first])
+    queue.ack([ids[2]])  # never delivered: stays, to be delivered
+    assert in_stream(queue) == ids[1:]
+    assert [e.id for e in queue.read("w1", count=10)] == ids[1:]
+
+
+def test_the_stream_holds_exactly_the_entries_not_acked_whatever_the_order(redis_url):
+    # Three workers read, take over each other's entries and ack parts of what they hold,
+    # in a random order: after every step the stream is every entry not acked, no fewer.
+    rng = random.Random(15)
+    queue = make_queue(redis_url)
+    queue.ensure_group()
+    ids = queue.enqueue([("normal", '{"action":"a"}')] * 300)
+    held: dict[str, list[str]] = {"w1": [], "w2": [], "w3": []}
+    acked: set[str] = set()
+    for _ in range(300):
+        worker = rng.choice(list(held))
+        step = rng.random()
+        if step < 0.4:
+            held[worker] += [e.id for e in queue.read(worker, count=rng.randint(1, 12))]
+        elif step < 0.5:
+            for entry in queue.reclaim(worker, min_idle_ms=0, count=rng.randint(1, 8)):
+                for ids_held in held.values():
+                    if entry.id in ids_held:
+                        ids_held.remove(entry.id)
+                held[worker].append(entry.id)
+        elif held[worker]:
+            part = rng.sample(held[worker], rng.randint(1, len(held[worker])))
+            queue.ack(part)
+            acked.update(part)
+            held[worker] = [i for i in held[worker] if i not in acked]
+        assert in_stream(queue) == [i for i in ids if i not in acked]
+        assert sorted(pending(queue), key=ids.index) == sorted(
+            (i for ids_held in held.values() for i in ids_held), key=ids.index
+        )
+    assert len(acked) > 150
 
 
 def test_reclaim_hands_idle_entries_over_with_delivery_counts(redis_url):

@@ -10,6 +10,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from auditq.keys import GROUP
 from auditq.stores.postgres import PostgresStore
 from auditq.stores.supabase import SupabaseStore
@@ -197,11 +199,17 @@ class AckWatchingStore(PostgresStore):
         self.acked_during_second: bool | None = None
 
     def insert_rows(self, rows):
+        return self._watched(super().insert_rows, rows)
+
+    def insert_encoded(self, encoded):  # the drain's batches, made ahead
+        return self._watched(super().insert_encoded, encoded)
+
+    def _watched(self, insert, batch):
         self.inserts += 1
         if self.inserts == 2:
             self.second_started_before_acks = not self.first_batch_acked()
             self.acked_during_second = polled(self.first_batch_acked)
-        inserted = super().insert_rows(rows)
+        inserted = insert(batch)
         if self.inserts == 1:
             self.client.execute_command("CLIENT", "PAUSE", 1000, "WRITE")
         return inserted
@@ -275,12 +283,10 @@ def test_reclaim_waits_for_the_acks_the_drain_has_in_flight(redis_url, clean_db)
     store.close()
 
 
-class CountingSupabaseStore(SupabaseStore):
-    """The real supabase store, counting which insert each batch took."""
+class Counting:
+    """Mixed into a real store: counts which insert each batch took."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.made_ahead = self.encoded_here = 0
+    made_ahead = encoded_here = 0
 
     def insert_encoded(self, encoded):
         self.made_ahead += 1
@@ -291,8 +297,26 @@ class CountingSupabaseStore(SupabaseStore):
         return super().insert_rows(rows)
 
 
-def test_on_the_supabase_store_each_batch_is_sent_as_encoded_ahead(redis_url, clean_db, postgrest):
-    store = CountingSupabaseStore(postgrest.url, postgrest.service_key, timeout=10)
+class CountingPostgresStore(Counting, PostgresStore):
+    pass
+
+
+class CountingSupabaseStore(Counting, SupabaseStore):
+    pass
+
+
+@pytest.fixture(params=["postgres", "supabase"])
+def counting_store(request, clean_db, postgrest):
+    """Makes the real store, counting (a timeout in seconds as argument)."""
+    if request.param == "postgres":
+        return lambda timeout: CountingPostgresStore(clean_db, timeout=timeout)
+    return lambda timeout: CountingSupabaseStore(
+        postgrest.url, postgrest.service_key, timeout=timeout
+    )
+
+
+def test_each_batch_is_sent_as_encoded_ahead(redis_url, clean_db, counting_store):
+    store = counting_store(10)
     inserter = make_inserter(redis_url, store, start=BATCH, minimum=BATCH)
     payloads = make_events(5 * BATCH)
     entry_ids = enqueue(inserter.queue, payloads)
@@ -307,10 +331,10 @@ def test_on_the_supabase_store_each_batch_is_sent_as_encoded_ahead(redis_url, cl
 
 
 def test_a_batch_encoded_ahead_that_fails_is_retried_and_stored_once(
-    redis_url, clean_db, postgrest
+    redis_url, clean_db, counting_store
 ):
     # A 1 s timeout: the insert behind the lock times out (StoreUnavailable) until released.
-    store = CountingSupabaseStore(postgrest.url, postgrest.service_key, timeout=1)
+    store = counting_store(1)
     inserter = make_inserter(redis_url, store, start=BATCH, minimum=10)
     payloads = make_events(2 * BATCH)
     entry_ids = enqueue(inserter.queue, payloads)
