@@ -103,6 +103,7 @@ def copy_data(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> bytes:
     transformer = Transformer(_ADAPTERS)
     transformer.set_dumper_types([_ADAPTERS.types[name].oid for name in types], Format.BINARY)
     formatter = BinaryFormatter(transformer)
+    # write_row hands back its buffer each time that fills (32 KiB), b"" in between.
     parts = [formatter.write_row(row) for row in rows]
     parts.append(formatter.end())
     return b"".join(parts)

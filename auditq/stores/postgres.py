@@ -55,6 +55,8 @@ _SEALED = ", ".join(
 )
 
 _COLUMNS = ", ".join(ROW_COLUMNS)
+# How a batch goes into a table: copy(cursor, table) (its rows, or its stream made ahead).
+_Copy = Callable[[psycopg.Cursor, str], None]
 _STAGING = "auditq_incoming"
 # audit_logs' unique key (monthly partitions on occurred_at: supabase/migrations/*_partitions.sql).
 _CONFLICT_KEY = "(id, occurred_at)"
@@ -162,7 +164,7 @@ class PostgresStore:
         copy = partial(write_copy_data, columns=ROW_COLUMNS, data=encoded.body)
         return self._insert(encoded.count, copy)
 
-    def _insert(self, count: int, copy: Callable[[psycopg.Cursor, str], None]) -> int:
+    def _insert(self, count: int, copy: _Copy) -> int:
         """``copy(cursor, table)`` COPYs the ``count`` rows into the table it is given."""
         try:
             with self._db.use() as conn:
@@ -175,9 +177,7 @@ class PostgresStore:
         except psycopg.Error as error:
             raise classify(error) from error
 
-    def _insert_new(
-        self, conn: psycopg.Connection, copy: Callable[[psycopg.Cursor, str], None]
-    ) -> int:
+    def _insert_new(self, conn: psycopg.Connection, copy: _Copy) -> int:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(
                 f"create temp table if not exists {_STAGING}"
