@@ -91,7 +91,9 @@ class Reclaim:
         """Delete consumers that hold nothing, have not read for an hour and have no heartbeat.
 
         Deleting a consumer drops its pending entries from the group, so all three must
-        hold: a live worker always has a heartbeat, even one stuck in a long backoff.
+        hold: a live worker always has a heartbeat, even one stuck in a long backoff. (The
+        ack's trim, auditq/lua/ack.lua, relies on it too: an entry leaves the pending list
+        only by its ack.)
         """
         client, keys = self.queue.redis, self.queue.keys
         try:

@@ -10,7 +10,8 @@
 --
 -- Removing them one by one (XDEL) costs Redis more than acking them. But every entry older
 -- than the oldest one still pending was delivered and acked: the group delivers in order,
--- and an entry leaves the pending list only by its ack. So the stream is trimmed up to that
+-- and an entry leaves the pending list only by its ack (deleting a consumer would drop its
+-- pending entries too, so worker/reclaim.py deletes only consumers that hold none). So the stream is trimmed up to that
 -- entry (XTRIM MINID, which frees whole nodes), and only entries newer than it (acked while
 -- another worker's older batch is still being stored) are deleted by id. With nothing
 -- pending, everything up to the last entry delivered is done; entries not yet delivered are
