@@ -44,7 +44,7 @@ import worker.insert
 from auditq.config import Settings
 from auditq.events import Row, build_event, event_row
 from auditq.keys import Keys
-from auditq.pii.writer import sealer
+from auditq.pii.writer import native, sealer
 from auditq.queue import Entry, Queue, connect
 from auditq.stats import Stats
 from auditq.stores.postgres import PostgresStore
@@ -205,7 +205,8 @@ def main() -> None:
         + f"\n\nRatio to off (target >= {TARGET}x), as the medians' ratio and as the median"
         + " of each round's own ratio (met only if both are): "
         + "; ".join(ratios)
-        + f". One worker, postgres store, {args.events:,} events, 5,000 actors, ip encrypted."
+        + f". One worker, postgres store, {args.events:,} events, 5,000 actors, ip encrypted"
+        + (" by native/auditq_pii.c." if native else " in Python (native/auditq_pii.c not built).")
         + "\n\nThe encryption step alone (Encryptor.seal on one thread, batches of "
         + f"{BATCH:,}, the same events, sealed in place with the worker's collector "
         + f"threshold), median of {args.rounds}:\n\n"

@@ -19,15 +19,17 @@ from auditq.config import Settings
 
 _NONCE = 12
 _KEY_AAD = b"auditq/pii-key/v1\0"
-_ROW_AAD = b"auditq/pii-row/v1\0"
+ROW_AAD = b"auditq/pii-row/v1\0"  # native/auditq_pii.c uses it too
 
 
 class Undecryptable(ValueError):
     """Wrong key, or a ciphertext that was changed."""
 
 
-def new_data_key() -> bytes:
-    return AESGCM.generate_key(bit_length=256)
+def new_data_keys(count: int) -> list[bytes]:
+    """``count`` random AES-256 keys, from one read of the system's random source."""
+    pool = os.urandom(32 * count)
+    return [pool[i : i + 32] for i in range(0, len(pool), 32)]
 
 
 def _seal(aead: AESGCM, plain: bytes, aad: bytes, nonce: bytes | None = None) -> str:
@@ -51,8 +53,9 @@ def _open(aead: AESGCM, sealed: str, aad: bytes) -> bytes:
         raise Undecryptable("does not decrypt with this key") from error
 
 
-def wrap(master: AESGCM, key_id: str, data_key: bytes) -> str:
-    return _seal(master, data_key, _KEY_AAD + key_id.encode())
+def wrap(master: AESGCM, key_id: str, data_key: bytes, nonce: bytes | None = None) -> str:
+    """``nonce``: one of ``nonces()``, or None for a fresh one."""
+    return _seal(master, data_key, _KEY_AAD + key_id.encode(), nonce)
 
 
 def unwrap(masters: Sequence[AESGCM], key_id: str, wrapped: str) -> AESGCM:
@@ -74,8 +77,8 @@ def masters(settings: Settings) -> list[AESGCM]:
 
 def encrypt(data_key: AESGCM, row_id: UUID, plain: bytes, nonce: bytes) -> str:
     """``nonce``: one of ``nonces()``, never used twice."""
-    return _seal(data_key, plain, _ROW_AAD + row_id.bytes, nonce)
+    return _seal(data_key, plain, ROW_AAD + row_id.bytes, nonce)
 
 
 def decrypt(data_key: AESGCM, row_id: UUID, sealed: str) -> bytes:
-    return _open(data_key, sealed, _ROW_AAD + row_id.bytes)
+    return _open(data_key, sealed, ROW_AAD + row_id.bytes)
