@@ -299,8 +299,11 @@ static int seal_fields(PyObject *row, PyObject *keys, const Spec *s, EVP_CIPHER_
     int taken_from_metadata = 0, rc;
     for (Py_ssize_t i = 0; i < ncolumns; i++) {
         PyObject *spec = PyTuple_GET_ITEM(s->columns, i);
-        PyObject *value = PyList_GET_ITEM(row, PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1)));
+        /* checked again: classify()'s metadata lookups could have run Python code */
+        PyObject *value = item(row, PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1)));
+        if (!value) return -1;
         if (value == Py_None) continue;
+        if (!PyUnicode_Check(value)) return 1;
         if ((rc = put_field(plain, names, PyTuple_GET_ITEM(spec, 0), value))) return rc;
     }
     for (Py_ssize_t i = 0; i < nflat && PyDict_GET_SIZE(metadata); i++) {
