@@ -67,8 +67,9 @@ def native_spec(names: Sequence[str]) -> tuple:
     return (
         _ID, _ACTOR_ID, _PII, _METADATA,
         tuple((escaped[name], index) for name, index in parsed.columns),
+        # A key that is also a deeper path's head is left to Python (it is in ``deep``).
         tuple((escaped[name], key) for name, key in flat if key not in deep),
-        tuple(deep | {key for _, key in flat if key in deep}),
+        tuple(deep),
         crypto.ROW_AAD, f'{{"{FORMAT}":"'.encode(),
     )  # fmt: skip
 
